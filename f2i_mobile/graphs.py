@@ -1,0 +1,146 @@
+"""The graph registry: the four graphs a phone runs, their static I/O, and the one-step constants.
+
+Export, calibration, the tiler's runners and the benchmarks all read this module (or the manifest
+it writes), and never derive shapes or constants themselves.
+
+    graph        inputs                                outputs
+    conditioner  lr [B,3,t,t] in [0,1]                 tokens [B,N,D]
+    encoder      lr [B,3,t,t] in [0,1]                 latent [B,C,h,w]      (h = t*scale/8)
+    unet         latent [B,C,h,w], tokens [B,N,D]      latent_sr [B,C,h,w]
+    decoder      latent_sr [B,C,h,w]                   sr [B,3,t*scale,t*scale] in [0,1]
+
+`t` is the LR tile edge. The bicubic upsample sits inside `encoder`; the scaling factor, the fixed
+timestep and the one-step update sit inside `unet` alone; latents between graphs are unscaled.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from f2i_mobile.errors import F2IError
+from f2i_mobile.models.config import F2IConfig
+from f2i_mobile.models.lora import merge_lora
+from f2i_mobile.models.sr import STAGES, F2IDiffSR, one_step_constants
+
+GRAPHS = STAGES  # ("conditioner", "encoder", "unet", "decoder"), in pipeline order
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    layout: str  # NCHW for images and latents, NLC for token sequences
+    description: str
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    description: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs]}
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Inputs with the value ranges the graph sees in the pipeline: images uniform in [0, 1],
+        latents and tokens standard normal."""
+        gen = torch.Generator().manual_seed(seed)
+        return tuple(
+            torch.rand(t.shape, generator=gen) if t.name == "lr"
+            else torch.randn(t.shape, generator=gen)
+            for t in self.inputs)
+
+
+def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
+                ) -> dict[str, GraphSpec]:
+    """The four graphs' static I/O for an LR tile edge `tile` (default: the config's)."""
+    if config.conditioner.kind != "dinov2":
+        raise F2IError("only the DINOv2 conditioner is exported; the text conditioner is the "
+                       "T2IDiff training baseline")
+    tile = tile or config.tile
+    out = tile * config.scale
+    if out % config.pixel_multiple:
+        raise F2IError(f"tile {tile} at {config.scale}x gives {out} px, not a multiple of "
+                       f"{config.pixel_multiple}; choose a tile that is a multiple of "
+                       f"{max(1, config.pixel_multiple // config.scale)}")
+    c, h = config.vae.latent_channels, out // config.vae.downsample
+    lr = TensorSpec("lr", (batch, 3, tile, tile), "NCHW", "LR tile, RGB in [0, 1]")
+    tokens = TensorSpec("tokens", (batch, config.conditioner.num_tokens,
+                                   config.cross_attention_dim), "NLC",
+                        "conditioner tokens (CLS + patches), projected to cross-attention width")
+    latent = TensorSpec("latent", (batch, c, h, h), "NCHW",
+                        "unscaled VAE latent (posterior mean) of bicubic-upsampled LR")
+    latent_sr = TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s")
+    sr = TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]")
+    return {
+        "conditioner": GraphSpec("conditioner", (lr,), (tokens,),
+                                 "resize LR to the DINOv2 input, DINOv2, linear projection"),
+        "encoder": GraphSpec("encoder", (lr,), (latent,),
+                             "bicubic upsample, VAE encoder (LoRA merged), posterior mean"),
+        "unet": GraphSpec("unet", (latent, tokens), (latent_sr,),
+                          "scale by s, U-Net (LoRA merged) at fixed t*, one-step update, unscale"),
+        "decoder": GraphSpec("decoder", (latent_sr,), (sr,),
+                             "VAE decoder, clamp, map [-1, 1] to [0, 1]"),
+    }
+
+
+def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
+    """The four graphs as plain eval modules: a copy of the model with every LoRA adapter merged
+    (peft merge), so the exported graphs carry no adapter ops."""
+    merged = copy.deepcopy(model).eval()
+    merge_lora(merged.unet)
+    merge_lora(merged.vae)
+    for p in merged.parameters():
+        p.requires_grad_(False)
+    return merged.stages()
+
+
+def one_step_record(config: F2IConfig) -> dict:
+    """The one-step constants as the manifest writes them, and which graph owns them."""
+    step = one_step_constants(config)
+    return {
+        "graph": "unet",
+        "timestep": step.timestep,
+        "alpha_bar": step.alpha_bar,
+        "prediction_type": step.prediction_type,
+        "scaling_factor": step.scaling_factor,
+        "c_z": step.c_z,
+        "c_p": step.c_p,
+        "formula": "latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s",
+    }
+
+
+def count_params(model: F2IDiffSR) -> dict[str, int]:
+    """Parameters per graph, counting LoRA as merged (adapter matrices excluded)."""
+    return {name: sum(p.numel() for n, p in module.named_parameters() if "lora_" not in n)
+            for name, module in model.stages().items()}
+
+
+@torch.no_grad()
+def count_flops(model: F2IDiffSR, tile: int | None = None) -> dict[str, int]:
+    """FLOPs (2 x multiply-adds, torch's FLOP counter) per graph for one tile, of the graphs as
+    exported (LoRA merged); works on a model on the meta device, so the big presets are counted
+    without allocating their weights."""
+    specs = graph_specs(model.config, tile)
+    device = next(model.parameters()).device
+    stages = graph_modules(model)
+    flops = {}
+    for name in GRAPHS:
+        inputs = [x.to(device) for x in specs[name].example_inputs()]
+        with FlopCounterMode(display=False) as counter:
+            stages[name](*inputs)
+        flops[name] = counter.get_total_flops()
+    return flops

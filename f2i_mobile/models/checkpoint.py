@@ -1,0 +1,130 @@
+"""The one checkpoint format, its loader and its writer.
+
+A checkpoint is a folder:
+
+    f2i_config.json                      {"format", "config": F2IConfig, "metadata": {...}}
+    conditioner/model.safetensors        conditioner backbone + projection
+    vae/config.json, vae/diffusion_pytorch_model.safetensors     (a diffusers AutoencoderKL folder)
+    unet/config.json, unet/diffusion_pytorch_model.safetensors   (a diffusers UNet2DConditionModel)
+    lora/unet/, lora/vae_encoder/        peft adapters (adapter_config.json + adapter_model.safetensors)
+
+Base weights are stored without the adapters, so `vae/` and `unet/` load in diffusers as they are.
+Only safetensors are read: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from f2i_mobile.atomic import atomic_dir
+from f2i_mobile.errors import F2IError
+from f2i_mobile.models.conditioner import build_conditioner
+from f2i_mobile.models.config import F2IConfig
+from f2i_mobile.models.lora import (
+    add_lora, base_state_dict, has_lora, load_base_state_dict, load_lora, save_lora,
+    unet_lora_config, vae_encoder_lora_config,
+)
+from f2i_mobile.models.sr import F2IDiffSR
+from f2i_mobile.models.unet import build_unet
+from f2i_mobile.models.vae import build_vae, load_vae
+
+FORMAT = "f2i-mobile-checkpoint/1"
+CONFIG_FILE = "f2i_config.json"
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def build_model(config: F2IConfig, seed: int = 0, *, lora: bool = True,
+                dinov2: str | Path | None = None, vae: str | Path | None = None,
+                metadata: dict | None = None) -> F2IDiffSR:
+    """A model from its config: random weights from `seed`, or real DINOv2/VAE weights from local
+    folders. `lora=True` adds the SR stage's adapters (zero-initialised B, so no effect yet)."""
+    torch.manual_seed(seed)
+    conditioner = build_conditioner(config.conditioner, config.cross_attention_dim, dinov2)
+    autoencoder = build_vae(config.vae) if vae is None else load_vae(vae, config.vae)
+    unet = build_unet(config.unet, config.vae.latent_channels, config.cross_attention_dim)
+    if lora:
+        add_lora(unet, unet_lora_config(config.lora.rank, config.lora.alpha,
+                                        config.lora.unet_targets))
+        add_lora(autoencoder, vae_encoder_lora_config(config.lora.rank, config.lora.alpha,
+                                                      config.lora.vae_encoder_targets))
+    meta = {"origin": f"built from config {config.name!r} with seed {seed}, untrained"}
+    meta.update(metadata or {})
+    return F2IDiffSR(config, conditioner, autoencoder, unet, meta).eval()
+
+
+def save_pretrained(model: F2IDiffSR, folder: str | Path, dtype: torch.dtype | None = None,
+                    ) -> Path:
+    """Write the checkpoint atomically: a reader sees the old folder or the whole new one."""
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        header = {"format": FORMAT, "config": model.config.to_dict(), "metadata": model.metadata}
+        (tmp / CONFIG_FILE).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+        _save_weights(model.conditioner.state_dict(), tmp / "conditioner" / "model.safetensors",
+                      dtype)
+        for name in ("vae", "unet"):
+            module = getattr(model, name)
+            (tmp / name).mkdir()
+            module.save_config(str(tmp / name))
+            _save_weights(base_state_dict(module), tmp / name / DIFFUSERS_WEIGHTS, dtype)
+        if has_lora(model.unet):
+            save_lora(model.unet, tmp / "lora" / "unet", dtype)
+        if has_lora(model.vae):
+            save_lora(model.vae, tmp / "lora" / "vae_encoder", dtype)
+    return folder
+
+
+def from_pretrained(folder: str | Path) -> F2IDiffSR:
+    """Load a checkpoint folder written by `save_pretrained` (weights come back as float32)."""
+    folder = Path(folder)
+    config, metadata = read_header(folder)
+    model = build_model(config, lora=False)
+    model.metadata = metadata
+    model.conditioner.load_state_dict(_load_weights(folder / "conditioner" / "model.safetensors"))
+    for name in ("vae", "unet"):
+        load_base_state_dict(getattr(model, name), _load_weights(folder / name / DIFFUSERS_WEIGHTS))
+    if (folder / "lora" / "unet").is_dir():
+        load_lora(model.unet, folder / "lora" / "unet")
+    if (folder / "lora" / "vae_encoder").is_dir():
+        load_lora(model.vae, folder / "lora" / "vae_encoder")
+    return model.eval()
+
+
+def read_header(folder: Path) -> tuple[F2IConfig, dict]:
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise F2IError(f"model folder {folder} does not exist")
+    if not path.is_file():
+        raise F2IError(f"{folder} is not an f2i-mobile checkpoint (no {CONFIG_FILE})")
+    try:
+        header = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise F2IError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise F2IError(f"{path}: unknown checkpoint format (expected {FORMAT})")
+    return F2IConfig.from_dict(header["config"]), header.get("metadata", {})
+
+
+def _save_weights(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for key, value in state.items():
+        value = value.detach().contiguous()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise F2IError(f"checkpoint is incomplete: {path} is missing")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise F2IError(f"{path}: not a readable safetensors file ({exc})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
