@@ -15,6 +15,7 @@ from f2i_mobile.errors import F2IError
 COMMANDS = {
     "upscale": "upscale",
     "info": "info",
+    "bench": "bench",
 }
 
 

@@ -1,0 +1,8 @@
+"""`python -m android_bench ...` is `f2i-mobile bench ...`: same arguments, same output."""
+
+import sys
+
+from f2i_mobile.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))

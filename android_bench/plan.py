@@ -1,0 +1,34 @@
+"""The tile plan of one photo, for the end-to-end estimate.
+
+The tiler owns tiling; the bench only asks it how many times each graph runs for a photo of a
+given output size. This module is the one place that asks, so the planner behind it can change
+without touching the rest of the bench.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from f2i_mobile.manifest import Manifest
+
+PHOTO_12MP = (4000, 3000)  # output width, height: a 12 MP phone photo
+
+
+@dataclass
+class PhotoPlan:
+    tiles: int
+    calls: dict[str, int]  # graph -> invocations per photo
+    source: str  # which planner, in words
+
+
+def photo_plan(manifest: Manifest, width: int, height: int) -> PhotoPlan | None:
+    """How often each graph runs for one width x height output, or None without a planner."""
+    try:
+        from f2i_mobile.tiling import planner  # noqa: F401  (the tiler's torch-free planner)
+    except ImportError:
+        return None
+    return None
+
+
+MISSING = ("needs the tiler's planner (f2i_mobile.tiling.planner), which this checkout does "
+           "not have yet")
