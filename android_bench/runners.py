@@ -78,15 +78,16 @@ class Session:
         return local.read_text(errors="replace"), local.name
 
 
-def _crash(rc: int) -> str:
+def _exit(name: str, rc: int) -> str:
+    """`executor_runner crashed (killed by SIGSEGV)` or `benchmark_model failed (exit 1)`."""
     if rc > 128:
         import signal
 
         try:
-            return f"killed by {signal.Signals(rc - 128).name}"
+            return f"{name} crashed (killed by {signal.Signals(rc - 128).name})"
         except ValueError:
             pass
-    return f"exit {rc}"
+    return f"{name} failed (exit {rc})"
 
 
 class Runner(ABC):
@@ -144,7 +145,7 @@ class BinaryRunner(Runner):
             after = t.thermal()
             t.shell(f"rm -f {shlex.quote(model)} {shlex.quote(log)}", f"remove {what}")
             if r.rc != 0:
-                raise BenchFault(t.label, f"run {what}", f"{self.name} crashed ({_crash(r.rc)}): "
+                raise BenchFault(t.label, f"run {what}", f"{_exit(self.name, r.rc)}: "
                                  f"{formats.last_error_line(text + r.err)}", fatal=False)
             try:
                 m = self.parse(text, s)
@@ -232,7 +233,7 @@ class PythonRunner(Runner):
         if r.rc != 0 or len(done) < len(graphs):
             failed = next((g for g in graphs if g not in done), graphs[-1])
             raise BenchFault(t.label, f"run {failed} ({what})",
-                             f"python worker failed ({_crash(r.rc)}): "
+                             f"{_exit('the python worker', r.rc)}: "
                              f"{formats.last_error_line(text)}", fatal=False)
 
 
