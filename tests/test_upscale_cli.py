@@ -221,3 +221,18 @@ def test_info_on_a_preset_counts_without_weights(capsys):
     text = capsys.readouterr().out
     assert "preset 'eff'" in text and "no weights" in text
     assert all(g in text for g in ("conditioner", "encoder", "unet", "decoder"))
+
+
+def test_outputs_get_ordinary_permissions(tmp_path, tiny_checkpoint, capsys):
+    import os
+    import stat
+
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb8()).save(src)
+    old = os.umask(0o022)
+    try:
+        upscale([src, "-o", tmp_path / "o.png", "--model", tiny_checkpoint], capsys)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "o.png").stat().st_mode) == 0o644
+    assert stat.S_IMODE(tiny_checkpoint.stat().st_mode) & 0o055  # checkpoint folders readable
