@@ -68,11 +68,27 @@ def read_image(path: str | Path) -> Photo:
     except F2IError:
         raise
     except UnidentifiedImageError:
-        raise F2IError(f"{path}: not an image (PNG, JPEG or TIFF expected)") from None
+        raise F2IError(_unidentified(path)) from None
     except PILImage.DecompressionBombError as exc:
         raise F2IError(f"{path}: image too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise F2IError(f"{path}: truncated or corrupt image data ({exc})") from None
+
+
+MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF",
+         b"MM\x00*": "TIFF"}
+
+
+def _unidentified(path: Path) -> str:
+    """Why Pillow could not open a file: not an image at all, or a damaged one of ours."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    fmt = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
+    if fmt is None:
+        return f"{path}: not an image (PNG, JPEG or TIFF expected)"
+    if fmt == "PNG" and len(head) == 24 and (head[16:20] == bytes(4) or head[20:24] == bytes(4)):
+        return f"{path}: image has zero size"
+    return f"{path}: truncated or corrupt {fmt} data"
 
 
 def _decode(path: Path, im: PILImage.Image) -> Photo:
