@@ -142,15 +142,23 @@ class BenchReport:
             w.writerow(["device", *names, "gflops_per_s", "thermal_before", "thermal_after"])
             for r in self.results:
                 w.writerow([self.device.get("label", ""), *(getattr(r, n) for n in names),
-                            _fmt(r.gflops_per_s),
+                            r.gflops_per_s,
                             (r.thermal_before or {}).get("name", ""),
                             (r.thermal_after or {}).get("name", "")])
 
 
-def _fmt(v, digits: int = 2) -> str:
+def _fmt(v, digits: int = 4) -> str:
+    """Significant digits, so 0.047 ms and 1234 ms both read well."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def _thermal(t: dict | None) -> str:
+    if not t:
+        return "-"
+    temp = f" {t['cpu_temp_c']:.0f}C" if t.get("cpu_temp_c") is not None else ""
+    return (t["name"] if t.get("status") is not None else "") + temp or "-"
 
 
 def format_report(r: BenchReport) -> str:
@@ -168,11 +176,11 @@ def format_report(r: BenchReport) -> str:
             f"{'GFLOP/s':>8}  thermal")
     lines += [head + "   (times in ms)", "-" * len(head)]
     for x in r.results:
-        th = (x.thermal_after or x.thermal_before or {}).get("name", "")
+        th = _thermal(x.thermal_after or x.thermal_before)
         lines.append(f"{x.graph:<12} {x.backend:<10} {x.precision:<9} {x.runs:>4} "
                      f"{_fmt(x.median_ms):>9} {_fmt(x.mean_ms):>9} {_fmt(x.p90_ms):>9} "
-                     f"{_fmt(x.min_ms):>9} {_fmt(x.max_ms):>9} {_fmt(x.stdev_ms):>7} "
-                     f"{_fmt(x.peak_memory_mb, 1):>8} {_fmt(x.gflops_per_s, 1):>8}  {th}")
+                     f"{_fmt(x.min_ms):>9} {_fmt(x.max_ms):>9} {_fmt(x.stdev_ms, 3):>7} "
+                     f"{_fmt(x.peak_memory_mb, 3):>8} {_fmt(x.gflops_per_s, 3):>8}  {th}")
     if not r.results:
         lines.append("(no results)")
     if r.end_to_end:
