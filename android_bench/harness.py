@@ -93,6 +93,11 @@ def bench(o: BenchOptions) -> BenchReport:
         raise F2IError(f"nothing to run on {info.label}: {why}")
     try:
         _measure(session, todo, report, o)
+    except BaseException as exc:  # an interrupt or a bug: still write what was measured
+        report.error = report.error or (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else
+            f"{info.label}: {type(exc).__name__}: {exc}")
+        raise
     finally:
         report.cleanup = transport.cleanup()
         _end_to_end(report, manifest, o.photo)

@@ -188,7 +188,11 @@ class BenchmarkModel(BinaryRunner):
         return cmd + (f" --num_threads={s.threads}" if s.threads else "")
 
     def parse(self, text: str, s: Session) -> Measurement:
-        return formats.parse_benchmark_model(text)
+        m = formats.parse_benchmark_model(text)
+        if m.summary.runs < s.runs:
+            m.notes.append(f"benchmark_model stopped after {m.summary.runs} of {s.runs} runs "
+                           "(its --max_secs limit, 150 s by default)")
+        return m
 
 
 class PythonRunner(Runner):
