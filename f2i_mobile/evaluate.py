@@ -87,3 +87,18 @@ def summary(scores: list[ImageScore]) -> dict:
     return {"images": [asdict(x) for x in scores], "mean": mean,
             "lpips": None, "dists": None,
             "note": "LPIPS/DISTS need pre-trained VGG/AlexNet weights, not available offline"}
+
+
+@torch.no_grad()
+def reconstruction_psnr(model: F2IDiffSR, images: list[HRImage]) -> float:
+    """Mean PSNR-Y of the VAE's own reconstruction of the HR crops: the ceiling on what the SR
+    network can reach through this latent space."""
+    multiple = max(model.config.pixel_multiple, model.config.scale)
+    values = []
+    for image in images:
+        hr = centre_crop(image.pixels, multiple)
+        x = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None] * 2 - 1
+        recon = model.vae.decode(model.vae.encode(x).latent_dist.mean).sample
+        out = ((recon[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        values.append(score(out, hr, model.config.scale)[0])
+    return float(np.mean(values))

@@ -1,7 +1,7 @@
 """The three training stages. Each is an `nn.Module` whose forward is its loss on one batch, so
 accelerate can wrap it whole (DDP sees exactly the parameters the stage trains).
 
-    vae  the autoencoder on HR crops: L1 + KL
+    vae  the autoencoder on HR crops: L1 of the posterior mean's reconstruction + a small KL
     fm   the foundation U-Net from scratch on VAE latents of HR crops, conditioned on the
          conditioner's tokens of the (clean) LR view; the conditioner trains with it unless it
          holds real DINOv2 weights
@@ -70,7 +70,9 @@ class VAEStage(Stage):
     def forward(self, batch, gen):
         x = batch["hr"] * 2 - 1
         posterior = self.model.vae.encode(x).latent_dist
-        recon = self.model.vae.decode(posterior.sample(gen)).sample
+        # The posterior mean, not a sample: every later stage encodes with the mean, and a small
+        # VAE trained briefly learns far faster without unit-variance noise on its latents.
+        recon = self.model.vae.decode(posterior.mean).sample
         l1 = (recon - x).abs().mean()
         kl = posterior.kl().mean()
         return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
@@ -90,7 +92,7 @@ class FMStage(Stage):
     def forward(self, batch, gen):
         m, hr = self.model, batch["hr"]
         with torch.no_grad():
-            z0 = m.vae.encode(hr * 2 - 1).latent_dist.sample(gen) * m.config.vae.scaling_factor
+            z0 = m.vae.encode(hr * 2 - 1).latent_dist.mean * m.config.vae.scaling_factor
         tokens = condition(m, lr_view(hr, m.config.scale), batch["caption"])
         noise = torch.randn(z0.shape, generator=gen, device=z0.device)
         t = torch.randint(0, m.config.num_train_timesteps, (z0.shape[0],), generator=gen,
