@@ -1,0 +1,62 @@
+"""Quantization schemes, named as the field names them, and which backend runs which.
+
+    w8a8      int8 weights (per channel), int8 activations (static, calibrated)
+    w8a16     int8 weights, 16-bit activations (int16 on TFLite, float16 on Core ML)
+    w4a16     4-bit weights (per block), 16-bit float activations
+    fp16      float16 weights and activations
+    palette6  6-bit palettized weights (k-means look-up table per tensor), fp16 activations
+    palette4  4-bit palettized weights, fp16 activations
+
+Each backend gets a scheme only through its own tool (design.md section 4); the table below
+says which. An unsupported pair is one line that names what the backend does support.
+"""
+
+from __future__ import annotations
+
+from f2i_mobile.errors import F2IError
+
+SCHEMES = ("w8a8", "w8a16", "w4a16", "fp16", "palette6", "palette4")
+BACKENDS = ("executorch", "tflite", "coreml", "onnx")
+
+# (backend, scheme) -> the tool that produces it. Why the missing pairs are missing:
+# - ExecuTorch/XNNPACK has no int16-activation kernels (its quantizer offers 8-bit activations
+#   only) and no palettized weights; w4a16 is torchao's weight-only 4-bit (LLM linears), not
+#   convolutions; fp16 is the export layer's --precision fp16.
+# - TFLite: litert-torch's PT2E quantizer gives int8 and int8 x int16 ("16x8") full-integer
+#   models; palettization is a Core ML format.
+# - Core ML compresses weights only (activations stay fp16 on the Neural Engine), so w8a8 has no
+#   Core ML form here (its activation quantization needs calibration on macOS).
+# - ONNX: QDQ int8 through onnxruntime.quantization; 16-bit activations are not run by the
+#   mobile execution providers (NNAPI, XNNPACK, QNN HTP takes its own format).
+SUPPORTED: dict[tuple[str, str], str] = {
+    ("executorch", "w8a8"): "PT2E XNNPACKQuantizer (per-channel symmetric, static activations)",
+    ("tflite", "w8a8"): "litert-torch PT2EQuantizer, full integer int8",
+    ("tflite", "w8a16"): "litert-torch PT2EQuantizer, int8 weights, int16 activations",
+    ("coreml", "w8a16"): "coremltools.optimize.coreml linear int8 weights, fp16 compute",
+    ("coreml", "w4a16"): "coremltools.optimize.coreml linear int4 weights (block 32), fp16",
+    ("coreml", "palette6"): "coremltools.optimize.coreml k-means palettization, 6 bits",
+    ("coreml", "palette4"): "coremltools.optimize.coreml k-means palettization, 4 bits",
+    ("onnx", "w8a8"): "onnxruntime.quantization.quantize_static, QDQ int8",
+}
+# fp16 is a precision of the float export (f2i-mobile export --precision fp16), not a
+# calibrated quantization; it is in SCHEMES so that the name means one thing everywhere.
+FLOAT_SCHEMES = ("fp16",)
+
+
+def supported(backend: str) -> list[str]:
+    return [s for s in SCHEMES if (backend, s) in SUPPORTED]
+
+
+def check_scheme(scheme: str, backend: str) -> str:
+    """The tool for (scheme, backend), or one F2IError line saying what is supported instead."""
+    if scheme not in SCHEMES:
+        raise F2IError(f"--quant {scheme}: unknown scheme; choose one of {', '.join(SCHEMES)}")
+    if backend not in BACKENDS:
+        raise F2IError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if scheme in FLOAT_SCHEMES:
+        raise F2IError(f"--quant {scheme}: not a calibrated scheme; export with --precision "
+                       f"{scheme} instead")
+    if (backend, scheme) not in SUPPORTED:
+        raise F2IError(f"--quant {scheme} is not supported on {backend}; {backend} supports "
+                       f"{', '.join(supported(backend))}")
+    return SUPPORTED[backend, scheme]
