@@ -1,0 +1,98 @@
+"""Core ML weight compression through coremltools.optimize, and its fidelity measured in torch.
+
+Core ML keeps activations in float16 on the Neural Engine and compresses weights only:
+linear int8 per channel (w8a16), linear int4 in blocks of 32 (w4a16), or a k-means look-up table
+of 64 or 16 values per tensor (palette6, palette4). `compress` applies these to the float
+.mlpackage with `coremltools.optimize.coreml`.
+
+Core ML cannot predict outside macOS, so the compressed package is not run here. Its fidelity is
+measured on the torch graph with the same compression applied to the torch weights by
+`coremltools.optimize.torch` (same bits, granularity and k-means), in float32: the float16
+activations of the device are not simulated, and that is said in the report.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from f2i_mobile.atomic import atomic_dir
+from f2i_mobile.errors import F2IError
+
+
+def convert_float(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
+                  path: Path):
+    import coremltools as ct
+
+    program = torch.export.export(module.eval(), example).run_decompositions({})
+    return ct.convert(program, convert_to="mlprogram",
+                      minimum_deployment_target=ct.target.iOS17,
+                      compute_precision=ct.precision.FLOAT16,
+                      inputs=[ct.TensorType(name=n, shape=a.shape) for n, a in zip(names, example)])
+
+
+def _coreml_config(scheme: str):
+    import coremltools.optimize.coreml as cto
+
+    if scheme == "w8a16":
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                         granularity="per_channel")
+    elif scheme == "w4a16":
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4",
+                                         granularity="per_block", block_size=32)
+    elif scheme.startswith("palette"):
+        op = cto.OpPalettizerConfig(mode="kmeans", nbits=int(scheme[7:]),
+                                    granularity="per_tensor")
+    else:
+        raise F2IError(f"--quant {scheme}: Core ML compresses weights only (w8a16, w4a16, "
+                       "palette6, palette4)")
+    return cto.OptimizationConfig(global_config=op)
+
+
+def compress(mlmodel, scheme: str, path: Path) -> dict:
+    """Compress the float Core ML model's weights and save the .mlpackage at `path`."""
+    import coremltools.optimize.coreml as cto
+
+    config = _coreml_config(scheme)
+    if scheme.startswith("palette"):
+        compressed = cto.palettize_weights(mlmodel, config)
+    else:
+        compressed = cto.linear_quantize_weights(mlmodel, config)
+    with atomic_dir(path) as tmp:
+        target = tmp / path.name
+        compressed.save(str(target))
+        for item in target.iterdir():  # the package's contents become the folder
+            item.rename(tmp / item.name)
+        target.rmdir()
+    return {"tool": "coremltools.optimize.coreml", "compute_precision": "float16",
+            "prediction": "not run: Core ML predicts only on macOS; fidelity measured in torch "
+                          "with the same compressed weights (float32 activations)"}
+
+
+def compress_torch(module: nn.Module, scheme: str) -> nn.Module:
+    """A copy of `module` whose conv and linear weights carry the scheme's compression."""
+    module = copy.deepcopy(module).eval()
+    if scheme.startswith("palette"):
+        from coremltools.optimize.torch.palettization import (
+            PostTrainingPalettizer,
+            PostTrainingPalettizerConfig,
+        )
+
+        config = PostTrainingPalettizerConfig.from_dict(
+            {"global_config": {"n_bits": int(scheme[7:]), "granularity": "per_tensor"}})
+        return PostTrainingPalettizer(module, config).compress()
+    from coremltools.optimize.torch.quantization import (
+        PostTrainingQuantizer,
+        PostTrainingQuantizerConfig,
+    )
+
+    bits = {"w8a16": "int8", "w4a16": "int4"}[scheme]
+    global_config = {"weight_dtype": bits, "granularity": "per_channel"}
+    if scheme == "w4a16":
+        global_config.update(granularity="per_block", block_size=32)
+    return PostTrainingQuantizer(
+        module, PostTrainingQuantizerConfig.from_dict({"global_config": global_config})
+    ).compress()

@@ -1,0 +1,107 @@
+"""ExecuTorch/XNNPACK int8: PT2E with the XNNPACK quantizer, or nncf driving the same quantizer.
+
+Both quantizers annotate the torch.export'ed graph with executorch's XNNPACKQuantizer (per-channel
+symmetric int8 weights, static per-tensor int8 activations), so the two differ only in how ranges
+are found: torchao's `prepare_pt2e`/`convert_pt2e` with histogram observers, or nncf's
+`quantize_pt2e` (min-max statistics, SmoothQuant, fast bias correction). The converted graph is
+a torch module with quantize/dequantize ops: it is what sensitivity analysis measures, and what
+is lowered to a .pte with the XNNPACK partitioner.
+
+XNNPACK has no 16-bit activation kernels (its quantizer offers int8 activations only), so w8a16
+has no ExecuTorch/XNNPACK form; schemes.py says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+QUANTIZERS = ("pt2e", "nncf")
+Inputs = Sequence[tuple[torch.Tensor, ...]]
+
+
+def layer_of(node: torch.fx.Node) -> str | None:
+    """The qualified name of the innermost module a graph node was traced from."""
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return None
+    return list(stack.values())[-1][0]
+
+
+def quantizable_layers(module: nn.Module) -> list[str]:
+    """Names of the convolutions and linears: the layers that carry int8 weights."""
+    return [name for name, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def xnnpack_quantizer(only: set[str] | None = None, skip: set[str] = frozenset()):
+    """The XNNPACK quantizer, per-channel symmetric weights and static activations, limited to
+    the layers in `only` (all when None) and leaving the layers in `skip` in float."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True))
+    if only is not None or skip:
+        def keep(node: torch.fx.Node) -> bool:
+            layer = layer_of(node)
+            return (only is None or layer in only) and layer not in skip
+
+        quantizer.set_filter_function(keep)
+    return quantizer
+
+
+def quantize(module: nn.Module, inputs: Inputs, quantizer: str = "pt2e",
+             only: set[str] | None = None, skip: set[str] = frozenset()) -> torch.fx.GraphModule:
+    """The converted (fake-quantized) graph of `module`, calibrated on `inputs`."""
+    graph = torch.export.export(module, inputs[0]).module()
+    annotator = xnnpack_quantizer(only, skip)
+    if quantizer == "pt2e":
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        prepared = prepare_pt2e(graph, annotator)
+        with torch.no_grad():
+            for args in inputs:
+                prepared(*args)
+        return convert_pt2e(prepared)
+    if quantizer == "nncf":
+        import nncf
+        from nncf.experimental.torch.fx import quantize_pt2e
+
+        return quantize_pt2e(graph, annotator, nncf.Dataset(list(inputs)),
+                             subset_size=len(inputs), smooth_quant=True,
+                             fast_bias_correction=True)
+    raise ValueError(f"quantizer {quantizer!r}: choose one of {QUANTIZERS}")
+
+
+def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor, ...]) -> bytes:
+    """A .pte program for the converted graph, XNNPACK-delegated."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = torch.export.export(converted, example)
+    return to_edge_transform_and_lower(
+        program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+
+
+def scale_nodes(converted: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The activation quantize nodes of a converted graph (per-tensor scale as an argument)."""
+    return [n for n in converted.graph.nodes if n.op == "call_function"
+            and "quantize_per_tensor" in str(n.target) and "dequantize" not in str(n.target)]
+
+
+def perturb_scale(converted: torch.fx.GraphModule, factor: float,
+                  pick: Callable[[list], torch.fx.Node] = lambda nodes: nodes[len(nodes) // 2],
+                  ) -> str:
+    """Multiply one activation scale by `factor` (the gate's deliberately broken quantization);
+    returns the node's name. The matching dequantize keeps its scale, as a wrong calibration
+    table would."""
+    node = pick(scale_nodes(converted))
+    args = list(node.args)
+    args[1] = float(args[1]) * factor
+    node.args = tuple(args)
+    converted.recompile()
+    return node.name

@@ -1,0 +1,71 @@
+"""ONNX int8: onnxruntime.quantization.quantize_static in QDQ format on the float .onnx.
+
+QDQ (QuantizeLinear/DequantizeLinear pairs around float ops) is what the mobile execution
+providers (NNAPI, QNN, XNNPACK) fuse into integer kernels; the QOperator format is not needed.
+Weights per channel, symmetric int8; activations int8, calibrated by min-max over the captured
+inputs through a CalibrationDataReader.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from f2i_mobile.atomic import atomic_file
+
+
+def convert_float(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
+                  outputs: list[str], path: Path) -> None:
+    import onnx
+
+    with atomic_file(path) as tmp:
+        torch.onnx.export(module.eval(), example, str(tmp), dynamo=True, input_names=names,
+                          output_names=outputs, external_data=False, verbose=False)
+        onnx.checker.check_model(str(tmp))
+
+
+def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names: list[str],
+             path: Path) -> dict:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{n: a.numpy() for n, a in zip(names, args)} for args in inputs])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory() as work, atomic_file(path) as tmp:
+        pre = Path(work) / "pre.onnx"  # shapes inferred, graph optimized: what ORT advises
+        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
+    return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+            "calibration": "minmax"}
+
+
+class ONNXGraph:
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, *args: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {n: np.ascontiguousarray(a, dtype=np.float32)
+                                       for n, a in zip(self.names, args)})
