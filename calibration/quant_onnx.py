@@ -18,6 +18,11 @@ from torch import nn
 
 from f2i_mobile.atomic import atomic_file
 
+# The compute-heavy ops, which NPUs run in int8. With every op type quantized, ORT fuses the QDQ
+# graph into a QLinearConv that its own shape inference rejects ("dilations has incorrect
+# size", after the decoder's upsampler); normalization, resize and elementwise ops stay float.
+OPS = ("Conv", "MatMul", "Gemm")
+
 
 def convert_float(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
                   outputs: list[str], path: Path) -> None:
@@ -47,13 +52,16 @@ def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names
             return next(self.feeds, None)
 
     with tempfile.TemporaryDirectory() as work, atomic_file(path) as tmp:
-        pre = Path(work) / "pre.onnx"  # shapes inferred, graph optimized: what ORT advises
-        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        pre = Path(work) / "pre.onnx"  # shapes inferred, as ORT advises (its
+        # graph optimization here left stale GroupNorm shapes that the QDQ session rejects)
+        quant_pre_process(str(float_path), str(pre), skip_optimization=True,
+                          skip_symbolic_shape=True)
         quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8)
+                        weight_type=QuantType.QInt8, op_types_to_quantize=list(OPS))
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-            "calibration": "minmax"}
+            "calibration": "minmax",
+            "quantized_ops": list(OPS)}
 
 
 class ONNXGraph:

@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": "bench",
     "train": "train",
     "eval": "eval",
+    "quant-check": "quant_check",
 }
 
 

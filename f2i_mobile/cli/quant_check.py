@@ -1,0 +1,37 @@
+"""`f2i-mobile quant-check`: the CI gate on quantized exports (quantized against float PSNR)."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "quant-check", help="PSNR/SSIM of every quantized variant against float; exit 1 below "
+                            "the threshold",
+        description="Per graph and end to end over the calibration tiles of an export: PSNR and "
+                    "SSIM (Y channel) of the quantized output against float, and against HR next "
+                    "to float's. Exit 0 when every variant's end-to-end PSNR meets its threshold, "
+                    "1 naming the one that does not.")
+    p.add_argument("--artifacts", required=True, help="export folder (with manifest.json and "
+                                                       "calibration/)")
+    p.add_argument("--min-psnr", type=float, default=None, metavar="DB",
+                   help="end-to-end PSNR every variant must reach (default: per scheme, w8a8 38, "
+                        "w8a16 45, mixed 40)")
+    p.add_argument("--model", default=None,
+                   help="checkpoint folder, for Core ML variants only (measured in torch; "
+                        "default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print JSON (for CI) instead of a table")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from calibration.report import format_report, quant_check, to_json
+    from f2i_mobile.manifest import Manifest
+
+    model = None
+    if any(a.backend == "coreml" for a in Manifest.load(args.artifacts).artifacts):
+        from f2i_mobile.pipeline import load_model
+
+        model = load_model(args.model)
+    report = quant_check(args.artifacts, args.min_psnr, model)
+    print(to_json(report) if args.json else format_report(report))
+    return 0 if report["ok"] else 1

@@ -1,0 +1,108 @@
+"""Calibration and the quantization gate, on the tiny preset with real quantizers and runtimes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from calibration.capture import capture, load_calibration
+from calibration.schemes import BACKENDS, SCHEMES, SUPPORTED, check_scheme
+from f2i_mobile.cli import main
+from f2i_mobile.errors import F2IError
+
+TILES = 4
+
+
+@pytest.fixture(scope="module")
+def calib_set(tiny_model, tmp_path_factory):
+    return capture(tiny_model, tmp_path_factory.mktemp("calib") / "set", tiles=TILES, seed=3)
+
+
+def test_capture_is_deterministic(tiny_model, calib_set, tmp_path):
+    again = capture(tiny_model, tmp_path / "again", tiles=TILES, seed=3)
+    for name in ("tensors.safetensors", "calibration.json"):
+        assert (calib_set.folder / name).read_bytes() == (again.folder / name).read_bytes()
+    other = capture(tiny_model, tmp_path / "other", tiles=TILES, seed=4)
+    assert (other.folder / "tensors.safetensors").read_bytes() != \
+        (calib_set.folder / "tensors.safetensors").read_bytes()
+
+
+def test_capture_holds_every_graph_io(tiny_model, calib_set):
+    loaded = load_calibration(calib_set.folder)
+    t = tiny_model.config.tile
+    assert loaded.tensors["lr"].shape == (TILES, 3, t, t)
+    assert loaded.tensors["hr"].shape == (TILES, 3, 4 * t, 4 * t)
+    # The captured float outputs are the float pipeline's: the whole model on the LR tiles.
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        sr = tiny_model(torch.from_numpy(loaded.tensors["lr"])).numpy()
+    np.testing.assert_allclose(loaded.tensors["sr"], sr, atol=1e-5)
+    unet = loaded.graph_inputs("unet")
+    assert len(unet) == TILES and set(unet[0]) == {"latent", "tokens"}
+
+
+def test_capture_bad_folder_is_one_line(tiny_model, tmp_path):
+    with pytest.raises(F2IError, match="not a folder"):
+        capture(tiny_model, tmp_path / "x", images=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(F2IError, match="no readable"):
+        capture(tiny_model, tmp_path / "x", images=tmp_path / "empty")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_unsupported_pairs_say_so_in_one_line(backend, scheme):
+    if (backend, scheme) in SUPPORTED:
+        assert check_scheme(scheme, backend)
+        return
+    with pytest.raises(F2IError) as err:
+        check_scheme(scheme, backend)
+    line = str(err.value)
+    assert "\n" not in line and scheme in line
+    # It says what to use instead: the float precision flag, or the backend's own schemes.
+    instead = [s for (b, s) in SUPPORTED if b == backend]
+    assert "--precision" in line or all(s in line for s in instead)
+
+
+def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, calib_set, tmp_path,
+                                                                capsys):
+    from calibration import quant_executorch
+    from calibration.quantize import QuantRequest, quantize_model, torch_inputs
+    from f2i_mobile.graphs import graph_modules
+
+    out = tmp_path / "export"
+    artifacts = quantize_model(tiny_model, out, QuantRequest("executorch", "w8a8"),
+                               calibration=calib_set.folder)
+    assert [a.graph for a in artifacts] == ["conditioner", "encoder", "unet", "decoder"]
+    assert all((out / a.path).is_file() and a.bytes > 0 for a in artifacts)
+
+    assert main(["quant-check", "--artifacts", str(out), "--min-psnr", "25", "--json"]) == 0
+    good = json.loads(capsys.readouterr().out)
+    (variant,) = good["variants"]
+    assert variant["ok"] and variant["end_to_end"]["psnr"] >= 25
+    assert variant["graphs"]["decoder"]["ssim"] > 0.9
+
+    # The same export with one activation scale of the decoder multiplied by 10.
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    decoder = graph_modules(tiny_model)["decoder"]
+    inputs = torch_inputs(calib_set, "decoder")
+    converted = quant_executorch.quantize(decoder, inputs)
+    quant_executorch.perturb_scale(converted, 10.0)
+    (broken / "executorch" / "decoder.w8a8.pte").write_bytes(
+        quant_executorch.lower(converted, inputs[0]))
+
+    assert main(["quant-check", "--artifacts", str(broken), "--min-psnr", "25"]) == 1
+    table = capsys.readouterr().out
+    assert "FAILED: executorch w8a8 end-to-end PSNR" in table
+
+
+def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
+    assert main(["quant-check", "--artifacts", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "manifest.json" in err
