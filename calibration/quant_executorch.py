@@ -13,7 +13,7 @@ has no ExecuTorch/XNNPACK form; schemes.py says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -93,15 +93,15 @@ def scale_nodes(converted: torch.fx.GraphModule) -> list[torch.fx.Node]:
             and "quantize_per_tensor" in str(n.target) and "dequantize" not in str(n.target)]
 
 
-def perturb_scale(converted: torch.fx.GraphModule, factor: float,
-                  pick: Callable[[list], torch.fx.Node] = lambda nodes: nodes[len(nodes) // 2],
-                  ) -> str:
-    """Multiply one activation scale by `factor` (the gate's deliberately broken quantization);
-    returns the node's name. The matching dequantize keeps its scale, as a wrong calibration
-    table would."""
-    node = pick(scale_nodes(converted))
-    args = list(node.args)
-    args[1] = float(args[1]) * factor
-    node.args = tuple(args)
+def perturb_scale(converted: torch.fx.GraphModule, factor: float, index: int = 0) -> str:
+    """Multiply the scale of one activation quantization (default: the graph input's) by
+    `factor`, in its quantize node and the dequantize nodes that read it: the gate's
+    deliberately broken quantization, a calibrated range `factor` times too wide. Returns the
+    quantize node's name."""
+    node = scale_nodes(converted)[index]
+    for target in [node, *(u for u in node.users if "dequantize" in str(u.target))]:
+        args = list(target.args)
+        args[1] = float(args[1]) * factor
+        target.args = tuple(args)
     converted.recompile()
     return node.name

@@ -77,3 +77,26 @@ class ONNXGraph:
     def __call__(self, *args: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {n: np.ascontiguousarray(a, dtype=np.float32)
                                        for n, a in zip(self.names, args)})
+
+
+def perturb_scale(path: Path, factor: float) -> str:
+    """Multiply the scale of the last activation QuantizeLinear (nearest the output, where no
+    normalization undoes it) by `factor`, leaving its DequantizeLinear as it was: the gate's
+    deliberately broken quantization, as a wrong calibration table gives. Returns the node's
+    name."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    weights = {i.name for i in model.graph.initializer}
+    nodes = [n for n in model.graph.node
+             if n.op_type == "QuantizeLinear" and n.input[0] not in weights]
+    node = nodes[-1]
+    scale = next(i for i in model.graph.initializer if i.name == node.input[1])
+    broken = numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(factor),
+                                     name=f"{scale.name}_x{factor:g}")
+    model.graph.initializer.append(broken)
+    node.input[1] = broken.name
+    with atomic_file(path) as tmp:
+        onnx.save(model, str(tmp))
+    return node.name

@@ -1,14 +1,16 @@
-"""TFLite/LiteRT full-integer quantization: ai_edge_quantizer recipes on the float .tflite.
+"""TFLite/LiteRT integer quantization, with integer model inputs and outputs for NPU delegates.
 
-The float graph is converted with litert-torch, then ai_edge_quantizer calibrates it on the
-captured inputs (it runs the LiteRT interpreter over them) and writes a full-integer model:
-int8 weights per channel and int8 (w8a8) or int16 (w8a16, TFLite's "16x8") activations, with
-integer inputs and outputs as NPU delegates want them.
-
-litert-torch's own PT2EQuantizer offers int8 activations only, so ai_edge_quantizer is the one
-tool here that does both schemes. In w8a16 the ADD ops stay in float: TFLite's int16 ADD kernel
-with arbitrary (not power-of-two) scales needs the `pot_scale_int16 = false` option, which
-ai_edge_quantizer does not set, and the interpreter refuses those models.
+- w8a8: litert-torch's PT2EQuantizer (per-channel int8 weights, static int8 activations) on the
+  torch.export'ed graph, calibrated on the captured inputs, converted by litert-torch. Like
+  XNNPACK's quantizer it annotates convolutions, linears and adds and leaves normalization in
+  float.
+- w8a16 (TFLite's "16x8"): ai_edge_quantizer's static recipe with int16 activations on the float
+  .tflite, calibrated by running the LiteRT interpreter over the captured inputs. litert-torch's
+  PT2E path has no int16 activations (its converter rejects the int16 graph: mixed operand types
+  at the first SUB). ai_edge_quantizer quantizes every op, GroupNorm's decomposition included,
+  and that costs fidelity; the report shows how much. The ADD ops stay in float: TFLite's int16
+  ADD kernel with arbitrary (not power-of-two) scales needs `pot_scale_int16 = false`, which
+  ai_edge_quantizer does not set, and the interpreter refuses those models.
 """
 
 from __future__ import annotations
@@ -50,9 +52,44 @@ def recipe(scheme: str):
     return manager.get_quantization_recipe()
 
 
-def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], scheme: str,
-             path: Path) -> dict:
-    """Quantize the float .tflite at `float_path` into `path`; returns the artifact's details."""
+def quantize(module: nn.Module, inputs: Sequence[tuple[torch.Tensor, ...]], scheme: str,
+             path: Path, work: Path) -> dict:
+    """Write the quantized .tflite at `path`; returns the artifact's details."""
+    if scheme == "w8a8":
+        return quantize_pt2e(module, inputs, path)
+    float_path = work / f"{path.stem}.fp32.tflite"
+    convert_float(module, inputs[0], float_path)
+    return quantize_recipe(float_path, inputs, scheme, path)
+
+
+def quantize_pt2e(module: nn.Module, inputs: Sequence[tuple[torch.Tensor, ...]],
+                  path: Path) -> dict:
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quiet_libraries()
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(module.eval(), inputs[0]).module(), quantizer)
+    with torch.no_grad():
+        for args in inputs:
+            prepared(*args)
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    edge = litert_torch.convert(converted, inputs[0],
+                                quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    with atomic_file(path) as tmp:
+        edge.export(str(tmp))
+    return {"tool": "litert_torch PT2EQuantizer", "recipe": "per-channel int8 weights, static "
+            "int8 activations; normalization in float"}
+
+
+def quantize_recipe(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], scheme: str,
+                    path: Path) -> dict:
+    """Quantize the float .tflite at `float_path` with ai_edge_quantizer into `path`."""
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer as aeq
 

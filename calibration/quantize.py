@@ -105,9 +105,7 @@ def quantize_graph(module: torch.nn.Module, graph: str, calib: CalibrationSet,
         return {"tool": f"{request.quantizer}: XNNPACKQuantizer per-channel symmetric, static "
                         "activations", "delegate": "XnnpackPartitioner"}
     if request.backend == "tflite":
-        float_path = work / f"{graph}.fp32.tflite"
-        quant_tflite.convert_float(module, inputs[0], float_path)
-        return quant_tflite.quantize(float_path, inputs, request.scheme, path)
+        return quant_tflite.quantize(module, inputs, request.scheme, path, work)
     if request.backend == "onnx":
         float_path = work / f"{graph}.fp32.onnx"
         quant_onnx.convert_float(module, inputs[0], names, outputs, float_path)

@@ -71,12 +71,11 @@ def test_unsupported_pairs_say_so_in_one_line(backend, scheme):
 
 def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, calib_set, tmp_path,
                                                                 capsys):
-    from calibration import quant_executorch
-    from calibration.quantize import QuantRequest, quantize_model, torch_inputs
-    from f2i_mobile.graphs import graph_modules
+    from calibration import quant_onnx
+    from calibration.quantize import QuantRequest, quantize_model
 
     out = tmp_path / "export"
-    artifacts = quantize_model(tiny_model, out, QuantRequest("executorch", "w8a8"),
+    artifacts = quantize_model(tiny_model, out, QuantRequest("onnx", "w8a8"),
                                calibration=calib_set.folder)
     assert [a.graph for a in artifacts] == ["conditioner", "encoder", "unet", "decoder"]
     assert all((out / a.path).is_file() and a.bytes > 0 for a in artifacts)
@@ -87,19 +86,45 @@ def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, cali
     assert variant["ok"] and variant["end_to_end"]["psnr"] >= 25
     assert variant["graphs"]["decoder"]["ssim"] > 0.9
 
-    # The same export with one activation scale of the decoder multiplied by 10.
+    # The same export with one activation scale of the U-Net multiplied by 10.
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
-    decoder = graph_modules(tiny_model)["decoder"]
-    inputs = torch_inputs(calib_set, "decoder")
-    converted = quant_executorch.quantize(decoder, inputs)
-    quant_executorch.perturb_scale(converted, 10.0)
-    (broken / "executorch" / "decoder.w8a8.pte").write_bytes(
-        quant_executorch.lower(converted, inputs[0]))
-
+    quant_onnx.perturb_scale(broken / "onnx" / "unet.w8a8.onnx", 10.0)
     assert main(["quant-check", "--artifacts", str(broken), "--min-psnr", "25"]) == 1
     table = capsys.readouterr().out
-    assert "FAILED: executorch w8a8 end-to-end PSNR" in table
+    assert "FAILED: onnx w8a8 end-to-end PSNR" in table
+
+
+def test_executorch_pte_follows_its_converted_graph_and_a_broken_scale_shows(tiny_model,
+                                                                            calib_set):
+    """XNNPACK PT2E lowered to a .pte and run by the ExecuTorch runtime computes what the
+    converted torch graph computes; the input scale x10 in it costs several dB."""
+    import numpy as np
+    import torch
+    from executorch.runtime import Runtime
+
+    from calibration import quant_executorch
+    from calibration.quantize import torch_inputs
+    from calibration.report import tensor_psnr
+    from f2i_mobile.graphs import graph_modules
+
+    decoder = graph_modules(tiny_model)["decoder"]
+    inputs = torch_inputs(calib_set, "decoder")
+    ref = calib_set.tensors["sr"]
+
+    def pte_psnr(converted) -> float:
+        pte = quant_executorch.lower(converted, inputs[0])  # the program reads from this buffer
+        method = Runtime.get().load_program(pte).load_method("forward")
+        out = np.concatenate([method.execute(list(args))[0].numpy() for args in inputs])
+        return tensor_psnr(out, ref, 1.0)
+
+    converted = quant_executorch.quantize(decoder, inputs)
+    with torch.no_grad():
+        fake = np.concatenate([converted(*args).numpy() for args in inputs])
+    good = pte_psnr(converted)
+    assert good > 30 and abs(good - tensor_psnr(fake, ref, 1.0)) < 3
+    quant_executorch.perturb_scale(converted, 10.0)
+    assert pte_psnr(converted) < good - 5
 
 
 def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
