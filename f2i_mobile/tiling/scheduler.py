@@ -149,8 +149,9 @@ class TileScheduler:
         yield from self._blend(zip(tiles, crops, sr_tiles))
 
     def _global_view(self, rgb: np.ndarray) -> np.ndarray:
-        """The whole photo resized to one tile: the conditioner's input in `image` mode."""
-        return resize(rgb, self.plan.tile, self.plan.tile)
+        """The whole photo resized to one tile (3 x tile x tile): the conditioner's input in
+        `image` mode."""
+        return np.ascontiguousarray(resize(rgb, self.plan.tile, self.plan.tile).transpose(2, 0, 1))
 
     def _reference_view(self, canvas: np.ndarray) -> np.ndarray:
         """The canvas itself when small, else resized to about REFERENCE_TILES tiles' area (sides
