@@ -4,9 +4,10 @@ receptive field, and each graph's FLOPs, weight bytes and peak working memory pe
 Receptive field, numerically: a tile's output is wrong near its edge because the network sees zero
 padding there instead of the neighbouring pixels. So run the graph (or the chained encoder, U-Net
 and decoder) on a probe image and on the probe's left part cropped at a column `c`, and find how
-far left of `c` the two outputs differ by more than the tolerance (rows likewise). GroupNorm uses
-image-wide statistics and self-attention context (`tiling.context`) in both runs, as the tiler does; with per-tile statistics
-every pixel depends on every other one and no finite overlap is seamless.
+far left of `c` the two outputs differ by more than the tolerance (columns only: the graphs are
+square convolution stacks). GroupNorm statistics and self-attention context are image-wide
+(`tiling.context`) in both runs, as in the tiler; with per-tile ones every pixel depends on every
+other one and no finite overlap is seamless.
 
 Results are cached in memory and in `~/.cache/f2i-mobile/` by config hash and a weight digest.
 """

@@ -18,7 +18,6 @@ tile, so no pixel is covered by more than two tiles per axis.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
