@@ -16,6 +16,7 @@ import resource
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +76,33 @@ class UpscaleOptions:
 
 @dataclass
 class Engine:
-    """What runs the graphs, and what the planner knows about them."""
+    """What runs the graphs, and what the planner knows about them. For the torch model the
+    receptive field and costs are measured on first use only (a one-tile photo needs neither
+    unless a budget or a plan is asked for)."""
 
     runner: object
     scale: int
     tile: int
     multiple: int
-    costs: dict[str, GraphCost] = field(default_factory=dict)
-    receptive_field: dict | None = None
+    model: object = None
+    manifest_costs: dict[str, GraphCost] = field(default_factory=dict)
+    manifest_rf: dict | None = None
     origin: str = ""
     weights_in_base: bool = True  # weights already resident before the run (torch)
+
+    @cached_property
+    def costs(self) -> dict[str, GraphCost]:
+        if self.model is None:
+            return self.manifest_costs
+        from f2i_mobile.tiling.measure import cached_costs
+        return cached_costs(self.model, self.tile)
+
+    @cached_property
+    def receptive_field(self) -> dict | None:
+        if self.model is None:
+            return self.manifest_rf
+        from f2i_mobile.tiling.measure import cached_receptive_fields
+        return cached_receptive_fields(self.model)
 
 
 def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=None) -> Engine:
@@ -92,17 +110,14 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
         raise F2IError(f"--backend must be one of {', '.join(BACKENDS)}, not {options.backend!r}")
     if options.backend == "torch":
         from f2i_mobile.tiling.context import ImageContextRunner
-        from f2i_mobile.tiling.measure import model_profile
 
         model = model if model is not None else load_model(model_path)
         tile = options.tile or model.config.tile
         multiple = lr_multiple(model.config)
         if tile % multiple:
             raise F2IError(f"--tile {tile} must be a multiple of {multiple} LR px for this model")
-        profile = model_profile(model, tile)
-        return Engine(ImageContextRunner(model), model.config.scale, tile, multiple,
-                      profile["costs"], profile["receptive_field"],
-                      model.metadata.get("origin", ""))
+        return Engine(ImageContextRunner(model), model.config.scale, tile, multiple, model,
+                      origin=model.metadata.get("origin", ""))
     if options.artifacts is None:
         raise F2IError(f"--backend {options.backend} needs --artifacts (an export folder)")
     from f2i_mobile.manifest import Manifest
@@ -122,7 +137,7 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
              for g, i in manifest.graphs.items()}
     rf = manifest.model.get("receptive_field")
     return Engine(runner, manifest.scale, manifest.tile,
-                  int(manifest.model.get("lr_multiple", 1)), costs,
+                  int(manifest.model.get("lr_multiple", 1)), None, costs,
                   rf if isinstance(rf, dict) else None, manifest.model.get("origin", ""),
                   weights_in_base=False)
 
@@ -165,7 +180,7 @@ class Job:
 
 
 def plan_job(engine: Engine, photo_size: tuple[int, int], output: str | Path | None,
-             options: UpscaleOptions, channels: int = 4) -> Job:
+             options: UpscaleOptions, channels: int = 4, describe: bool = False) -> Job:
     """The tile plan and a schedule that fits the budget; warns (SeamWarning) when the overlap
     does not cover the receptive field."""
     if options.color_fix not in METHODS:
@@ -175,13 +190,16 @@ def plan_job(engine: Engine, photo_size: tuple[int, int], output: str | Path | N
         raise F2IError(f"--color-scope must be tile or image, not {options.color_scope!r}")
     scale = float(options.scale or engine.scale)
     out_size = output_size(photo_size, scale)
-    rf = engine.receptive_field
+    one_tile = plan_tiles(*photo_size, scale=engine.scale, tile=engine.tile, overlap=0,
+                          multiple=engine.multiple).count == 1
+    rf = None if one_tile else engine.receptive_field
     chain = None if rf is None else int(rf["chain"])
     overlap = options.overlap if options.overlap is not None else default_overlap(
         chain, engine.tile, engine.multiple)
+    need_costs = describe or options.memory_budget is not None
     plan = plan_tiles(*photo_size, scale=engine.scale, tile=engine.tile, overlap=overlap,
                       multiple=engine.multiple, conditioning=options.conditioning,
-                      receptive_field=chain, costs=engine.costs)
+                      receptive_field=chain, costs=engine.costs if need_costs else {})
     notes = []
     if rf is not None and rf.get("saturated"):
         notes.append(f"note: the receptive field reached across the {rf['probe']} px probe; "
@@ -279,7 +297,7 @@ def plan_upscale(input_path: str | Path, output: str | Path, model_path: str | P
     check_output_path(output)
     photo = read_image(input_path)
     engine = open_engine(model_path, options)
-    return plan_job(engine, photo.size, output, options, _channels(photo))
+    return plan_job(engine, photo.size, output, options, _channels(photo), describe=True)
 
 
 def _channels(photo: Photo) -> int:

@@ -175,25 +175,31 @@ def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCos
     return costs
 
 
-def model_profile(model: F2IDiffSR, tile: int | None = None) -> dict:
-    """Receptive fields and per-graph costs at `tile`, cached by model and tile."""
-    tile = tile or model.config.tile
-    key = f"{model_key(model)}-t{tile}"
+def _cached(kind: str, key: str, compute, encode=lambda v: v, decode=lambda v: v):
+    """A measurement cached in memory and in ~/.cache/f2i-mobile/ (a read-only home only costs
+    the measurement next time)."""
+    key = f"{kind}-{key}"
     if key in _CACHE:
         return _CACHE[key]
     path = _cache_dir() / f"tiling-{key}.json"
     try:
-        profile = json.loads(path.read_text())
-        profile["costs"] = {g: GraphCost(**c) for g, c in profile["costs"].items()}
+        value = decode(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
-        profile = {"receptive_field": receptive_fields(model),
-                   "costs": graph_costs(model, tile)}
+        value = compute()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"receptive_field": profile["receptive_field"],
-                                        "costs": {g: vars(c) for g, c in
-                                                  profile["costs"].items()}}))
+            path.write_text(json.dumps(encode(value)))
         except OSError:
-            pass  # a read-only home only costs the measurement next time
-    _CACHE[key] = profile
-    return profile
+            pass
+    _CACHE[key] = value
+    return value
+
+
+def cached_receptive_fields(model: F2IDiffSR) -> dict:
+    return _cached("rf", model_key(model), lambda: receptive_fields(model))
+
+
+def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:
+    return _cached(f"costs-t{tile}", model_key(model), lambda: graph_costs(model, tile),
+                   lambda v: {g: vars(c) for g, c in v.items()},
+                   lambda v: {g: GraphCost(**c) for g, c in v.items()})
