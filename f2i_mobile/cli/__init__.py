@@ -16,6 +16,8 @@ COMMANDS = {
     "upscale": "upscale",
     "info": "info",
     "bench": "bench",
+    "train": "train",
+    "eval": "eval",
 }
 
 
