@@ -23,14 +23,6 @@ from f2i_mobile.runners import open_runner
 CLI = [sys.executable, "-m", "f2i_mobile.cli"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_model):
-    out = tmp_path_factory.mktemp("export") / "out"
-    manifest, failures = export_model(tiny_model, out, parse_backends(None), progress=False)
-    assert not failures, [str(f) for f in failures]
-    return out, manifest
-
-
 def visible_files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
