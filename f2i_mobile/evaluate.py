@@ -18,6 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.train.data import HELD_OUT, HRImage, bundled_images, folder_images
+from f2i_mobile.train.degrade import bicubic_downscale
 
 HR_CROP = 512
 
@@ -54,10 +55,6 @@ def centre_crop(image: np.ndarray, multiple: int) -> np.ndarray:
     return image[y:y + size, x:x + size]
 
 
-def bicubic_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
-    lr = F.interpolate(hr, size=size, mode="bicubic", antialias=True).clamp(0, 1)
-    return torch.round(lr * 255.0) / 255.0
 
 
 @torch.no_grad()
@@ -67,8 +64,7 @@ def evaluate(model: F2IDiffSR, images: list[HRImage]) -> list[ImageScore]:
     scores = []
     for image in images:
         hr = centre_crop(image.pixels, multiple)
-        hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
-        lr = bicubic_lr(hr_t, s)
+        lr = torch.from_numpy(bicubic_downscale(hr, s).transpose(2, 0, 1).copy())[None]
         sr = model(lr)[0].permute(1, 2, 0).numpy()
         up = F.interpolate(lr, scale_factor=s, mode="bicubic").clamp(0, 1)[0]
         psnr, ssim = score(sr, hr, s)

@@ -18,6 +18,8 @@ COMMANDS = {
     "bench": "bench",
     "train": "train",
     "eval": "eval",
+    "export": "export",
+    "parity": "parity",
     "quant-check": "quant_check",
 }
 

@@ -85,6 +85,9 @@ class UNetConfig:
     # True replaces spatial self-attention by a second cross-attention, so the U-Net's receptive
     # field is local (convolutions only) and tiles can blend seamlessly; SD-sized U-Nets keep it off.
     only_cross_attention: bool = False
+    # diffusers' cross-attention mid block keeps spatial self-attention whatever
+    # `only_cross_attention` says; "UNetMidBlock2D" (ResNets only) keeps the field finite.
+    mid_block_type: str = "UNetMidBlock2DCrossAttn"
 
     @property
     def downsample(self) -> int:
@@ -220,6 +223,7 @@ def _mobile() -> F2IConfig:
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
             norm_num_groups=16,
             only_cross_attention=True,
+            mid_block_type="UNetMidBlock2D",
         ),
         lora=LoRAConfig(rank=16, alpha=16),
         cross_attention_dim=128,
@@ -249,6 +253,7 @@ def _tiny() -> F2IConfig:
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             norm_num_groups=8,
             only_cross_attention=True,
+            mid_block_type="UNetMidBlock2D",
         ),
         lora=LoRAConfig(rank=2, alpha=4),
         cross_attention_dim=32,

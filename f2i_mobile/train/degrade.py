@@ -64,7 +64,7 @@ class Degradation:
         c = self.config
         h, w = hr.shape[0] // c.scale, hr.shape[1] // c.scale
         if rng.random() < c.p_bicubic:
-            return np.clip(cv2.resize(hr, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+            return bicubic_downscale(hr, c.scale)
         img = _order(hr, c.first, rng, scale_from=hr.shape[:2])
         img = _order(img, c.second, rng, scale_from=hr.shape[:2])
         sinc = (_sinc_kernel(int(rng.integers(3, 11)) * 2 + 1, rng.uniform(np.pi / 3, np.pi))
@@ -79,6 +79,17 @@ class Degradation:
         else:
             img = resize_and_sinc(_jpeg(img, rng.uniform(*c.second.jpeg_quality)))
         return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The test sets' degradation: antialiased bicubic (Pillow's, like MATLAB's imresize),
+    rounded to 8 bits as a saved LR image would be."""
+    from PIL import Image
+
+    h, w = hr.shape[0] // scale, hr.shape[1] // scale
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(hr[..., i]), mode="F")
+                           .resize((w, h), Image.BICUBIC)) for i in range(hr.shape[2])]
+    return (np.round(np.clip(np.stack(channels, axis=2), 0, 1) * 255) / 255).astype(np.float32)
 
 
 def _order(img: np.ndarray, o: DegradationOrder, rng: np.random.Generator,

@@ -27,17 +27,25 @@ def model_config(preset_name: str | None, config_file: str | None) -> F2IConfig:
     return preset(preset_name or "mobile")
 
 
-def starting_model(cfg: TrainConfig, config: F2IConfig | None, init: str | None,
+def starting_model(cfg: TrainConfig, config: F2IConfig, init: str | None,
                    dinov2: str | None, vae: str | None) -> F2IDiffSR:
-    """vae: a fresh model (or real VAE weights); fm: the vae stage's output (or real weights);
-    sr: the fm stage's output."""
-    if init:
-        return from_pretrained(init)
+    """vae: a fresh model (or real VAE weights); fm: a fresh U-Net and conditioner of `config`
+    with the VAE (weights, latent scale) of the vae stage's output; sr: the fm stage's output."""
     if cfg.stage == "sr":
-        raise F2IError("the sr stage needs --init FM_MODEL (the fm stage's OUT/model)")
+        if not init:
+            raise F2IError("the sr stage needs --init FM_MODEL (the fm stage's OUT/model)")
+        return from_pretrained(init)
+    if cfg.stage == "fm" and init:
+        trained = from_pretrained(init)
+        model = build_model(replace(config, vae=trained.config.vae), seed=cfg.seed, lora=False,
+                            dinov2=dinov2)
+        model.vae.load_state_dict(trained.vae.state_dict())
+        return model
     if cfg.stage == "fm" and vae is None:
         raise F2IError("the fm stage needs --init VAE_MODEL (the vae stage's OUT/model) or "
                        "--vae HF_FOLDER with real VAE weights")
+    if init:
+        return from_pretrained(init)
     return build_model(config, seed=cfg.seed, lora=False, dinov2=dinov2, vae=vae)
 
 
@@ -57,7 +65,7 @@ def fit_latent_scale(model: F2IDiffSR, images, cfg: TrainConfig, batches: int = 
 def run_stage(cfg: TrainConfig, out: str, data: str | None = None, preset_name: str | None = None,
               config_file: str | None = None, init: str | None = None, resume: bool = False,
               dinov2: str | None = None, vae: str | None = None, progress: bool = True) -> Path:
-    config = None if init else model_config(preset_name, config_file)
+    config = model_config(preset_name, config_file)
     model = starting_model(cfg, config, init, dinov2, vae)
     images = load_images(data)
     frozen = dinov2 is not None or model.metadata.get("dinov2") == "real"

@@ -1,0 +1,162 @@
+"""Export: the manifest, parity of every backend against torch, atomic writes under a kill,
+failures reported per graph and backend, and the missing vendor SDK error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from export.parity import check_all
+from export.pipeline import BACKENDS, Backend, export_model, parse_backends
+from f2i_mobile.errors import F2IError
+from f2i_mobile.graphs import GRAPHS, graph_specs
+from f2i_mobile.manifest import Manifest, sha256_path
+from f2i_mobile.runners import open_runner
+
+CLI = [sys.executable, "-m", "f2i_mobile.cli"]
+
+
+def visible_files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+
+
+def test_manifest_describes_every_graph_and_artifact(exported, tiny_model):
+    out, _ = exported
+    manifest = Manifest.load(out)
+    config = tiny_model.config
+    assert manifest.model["config_hash"] == config.hash()
+    assert (manifest.scale, manifest.tile, manifest.output_tile) == (4, config.tile, config.tile * 4)
+    assert manifest.one_step["graph"] == "unet" and manifest.one_step["timestep"] == 999
+    specs = graph_specs(config)
+    for name in GRAPHS:
+        info = manifest.graphs[name]
+        for got, want in zip(info.inputs + info.outputs, specs[name].inputs + specs[name].outputs):
+            assert (got.name, tuple(got.shape), got.layout, got.dtype) == \
+                (want.name, want.shape, want.layout, "float32")
+        assert info.params > 0 and info.flops > 0
+    assert sorted(manifest.variants()) == [("coreml", "fp32"), ("executorch", "fp32"),
+                                           ("onnx", "fp32"), ("tflite", "fp32")]
+    for a in manifest.artifacts:
+        path = out / a.path
+        assert a.path == f"{a.backend}/{a.graph}.{BACKENDS[a.backend].ext}"
+        assert a.sha256 == sha256_path(path)
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
+            else path.stat().st_size
+        assert a.bytes == size > 0
+    tfl = manifest.artifact("tflite", "unet")
+    assert tfl.io_layout == {"latent": "NHWC", "latent_sr": "NHWC"}  # tokens stay NLC
+    ml = manifest.artifact("coreml", "decoder")
+    assert ml.details["minimum_deployment_target"] == "iOS17"
+    assert ml.details["compute_units"] == "ALL" and "FLOAT32" in ml.details["compute_precision"]
+    assert visible_files(out) >= {"manifest.json"}
+    assert not any(p.name.startswith(".work-") for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("backend", ["executorch", "tflite", "onnx", "coreml"])
+def test_every_artifact_matches_torch(exported, tiny_model, backend):
+    out, _ = exported
+    results = [r for r in check_all(tiny_model, out) if r.backend == backend]
+    assert len(results) == (4 if backend == "coreml" else 5)
+    for r in results:
+        assert r.ok, r
+        if backend == "coreml":
+            assert "prediction not run" in r.note and r.psnr is None
+        else:
+            assert r.psnr >= (50 if r.graph == "end_to_end" else 60), r
+
+
+def test_parity_notices_a_wrong_artifact(exported, tiny_model, tmp_path):
+    """The check can fail: an ONNX decoder exported from other weights is caught."""
+    import shutil
+
+    from f2i_mobile.models import build_model
+
+    out, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    other = build_model(tiny_model.config, seed=1)
+    other_out = tmp_path / "other"
+    export_model(other, other_out, [BACKENDS["onnx"]], progress=False)
+    shutil.copy(other_out / "onnx/decoder.onnx", copy / "onnx/decoder.onnx")
+    bad = {r.graph: r for r in check_all(tiny_model, copy) if r.backend == "onnx"}
+    assert not bad["decoder"].ok and not bad["end_to_end"].ok and bad["unet"].ok
+
+
+def test_a_failing_graph_is_named_and_the_others_finish(tmp_path, tiny_model):
+    onnx = BACKENDS["onnx"]
+
+    def lower(module, spec, path, precision):
+        if spec.name == "unet":
+            raise RuntimeError("unsupported op aten::frobnicate")
+        return onnx.lower(module, spec, path, precision)
+
+    manifest, failures = export_model(tiny_model, tmp_path / "out",
+                                      [Backend("onnx", "onnx", True, lower)], progress=False)
+    assert [(f.backend, f.graph) for f in failures] == [("onnx", "unet")]
+    assert "frobnicate" in str(failures[0]) and str(failures[0]).startswith("onnx/unet")
+    assert sorted(a.graph for a in manifest.artifacts) == ["conditioner", "decoder", "encoder"]
+    assert not (tmp_path / "out/onnx/unet.onnx").exists()
+    assert visible_files(tmp_path / "out") == {"manifest.json", "onnx/conditioner.onnx",
+                                               "onnx/encoder.onnx", "onnx/decoder.onnx"}
+
+
+def test_missing_vendor_sdk_fails_at_once_in_one_line(tmp_path, tiny_checkpoint):
+    env = {k: v for k, v in os.environ.items() if k != "QNN_SDK_ROOT"}
+    out = tmp_path / "out"
+    r = subprocess.run(CLI + ["export", "--model", str(tiny_checkpoint), "--out", str(out),
+                              "--backends", "onnx,qnn"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "QNN_SDK_ROOT" in r.stderr and "Qualcomm" in r.stderr
+    assert not out.exists()
+    with pytest.raises(F2IError, match="unknown backend"):
+        parse_backends("executorch,tensorrt")
+
+
+def test_a_killed_export_leaves_only_complete_artifacts(tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    cmd = CLI + ["export", "--model", str(tiny_checkpoint), "--out", str(out),
+                 "--backends", "onnx"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "manifest.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the next graph's lowering
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    manifest = Manifest.load(out)
+    listed = {a.path: a for a in manifest.artifacts}
+    assert 1 <= len(listed) < 4
+    assert visible_files(out) == {"manifest.json", *listed}
+    for path, a in listed.items():
+        assert sha256_path(out / path) == a.sha256
+    # Running again finishes the job, and sweeps what the killed run left behind.
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert len(Manifest.load(out).artifacts) == 4
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))
+
+
+def test_an_export_of_another_tile_is_not_mixed_in(exported, tiny_model):
+    out, _ = exported
+    with pytest.raises(F2IError, match="another model or tile"):
+        export_model(tiny_model, out, [BACKENDS["onnx"]], tile=32, progress=False)
+
+
+def test_open_runner_says_what_the_export_has(exported):
+    out, _ = exported
+    with pytest.raises(F2IError, match="executorch/fp32"):
+        open_runner("onnx", out, "fp16")
+    with pytest.raises(F2IError, match="cannot run on this machine"):
+        open_runner("coreml", out)
+    r = subprocess.run(CLI + ["parity", "--artifacts", str(out / "nope")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "manifest.json" in r.stderr
+    assert json.loads((out / "manifest.json").read_text())["format"]
