@@ -16,6 +16,7 @@ COMMANDS = {
     "upscale": "upscale",
     "info": "info",
     "bench": "bench",
+    "export": "export",
 }
 
 
