@@ -24,10 +24,14 @@ class PhotoPlan:
 def photo_plan(manifest: Manifest, width: int, height: int) -> PhotoPlan | None:
     """How often each graph runs for one width x height output, or None without a planner."""
     try:
-        from f2i_mobile.tiling import planner  # noqa: F401  (the tiler's torch-free planner)
+        from f2i_mobile.tiling.planner import photo_calls  # the tiler's torch-free planner
     except ImportError:
         return None
-    return None
+    tiles, calls = photo_calls(manifest, width, height)
+    return PhotoPlan(tiles.count, calls,
+                     f"f2i_mobile.tiling.planner: {tiles.cols}x{tiles.rows} tiles of "
+                     f"{tiles.tile} LR px, overlap {tiles.overlap}, conditioning "
+                     f"{tiles.conditioning} (one conditioner call per photo)")
 
 
 MISSING = ("needs the tiler's planner (f2i_mobile.tiling.planner), which this checkout does "

@@ -1,32 +1,12 @@
-"""Export: the four graphs of an F2IDiff-SR model, lowered to phone runtimes.
+"""Export: the four graphs of the registry, LoRA merged, lowered per backend.
 
-    export_model(model, out, backends, tile, precision)  ->  OUT/<backend>/<graph>.<ext>
-                                                             OUT/manifest.json
+    executorch.py  torch.export -> XNNPACK partitioner -> .pte
+    tflite.py      litert-torch -> .tflite (NHWC image/latent I/O for the delegates)
+    coreml.py      coremltools -> .mlpackage (mlprogram, iOS17)
+    onnx.py        torch.onnx dynamo exporter -> .onnx, checked with onnx.checker
+    vendor.py      Qualcomm QNN / MediaTek / Samsung partitioners when their SDK is present
+    pipeline.py    model -> OUT/<backend>/<graph>.<ext> + OUT/manifest.json
+    parity.py      every runnable artifact against torch, per graph and end to end
 
-One small module per backend (`executorch`, `tflite`, `coreml`, `onnx`, and the vendor NPU
-backends in `vendor`), each with `EXTENSION` and `lower(module, spec, precision, path)`;
-`pipeline` runs them over the graph registry and writes the manifest; `parity` checks every
-artifact that has a runtime here against torch. Importing this package imports no torch.
+Each backend module has `EXT`, `RUNNABLE` and `lower(module, spec, path, precision) -> Lowered`.
 """
-
-from __future__ import annotations
-
-PORTABLE = ("executorch", "tflite", "coreml", "onnx")
-VENDOR = ("qnn", "mediatek", "samsung")
-BACKENDS = PORTABLE + VENDOR
-PRECISIONS = ("fp32", "fp16")
-
-
-def backend_module(name: str):
-    """The lowering module of a backend (imported on demand: each pulls in its toolchain)."""
-    import importlib
-
-    from f2i_mobile.errors import F2IError
-
-    if name not in BACKENDS:
-        raise F2IError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    if name in VENDOR:
-        from export import vendor
-
-        return vendor.backend(name)
-    return importlib.import_module(f"export.{name}")

@@ -1,7 +1,7 @@
-"""ExecuTorch: torch.export -> to_edge_transform_and_lower(XNNPACK) -> .pte.
+"""ExecuTorch: torch.export -> to_edge_transform_and_lower with the XNNPACK partitioner -> .pte.
 
-fp16 casts the module to half (`export.fp16`): XNNPACK's partitioner takes the half ops and runs
-them with its fp16 kernels where the CPU has them.
+Ops XNNPACK does not take (GroupNorm, LayerNorm, softmax masks) stay in ExecuTorch's portable
+kernels, so every graph lowers whole; the count of delegated calls is recorded.
 """
 
 from __future__ import annotations
@@ -11,31 +11,32 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.fp16 import for_precision
-from f2i_mobile.atomic import atomic_file
+from export.common import Lowered, with_precision
 from f2i_mobile.graphs import GraphSpec
 
-EXTENSION = "pte"
+EXT = "pte"
+RUNNABLE = True
 
 
-def export_program(module: nn.Module, spec: GraphSpec, precision: str):
-    """The graph as a torch.export program (also the input of the vendor partitioners)."""
-    return torch.export.export(for_precision(module, precision), spec.example_inputs(),
-                               strict=False)
-
-
-def to_pte(program, partitioners: list, path: Path) -> None:
+def to_program(module: nn.Module, spec: GraphSpec, partitioners: list):
+    """(program bytes, edge manager) of a module lowered with the given partitioners."""
     from executorch.exir import to_edge_transform_and_lower
 
-    lowered = to_edge_transform_and_lower(program, partitioner=partitioners).to_executorch()
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as f:
-            lowered.write_to_file(f)
+    exported = torch.export.export(module, spec.example_inputs(), strict=False)
+    edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+    return edge.to_executorch().buffer, edge
 
 
-def lower(module: nn.Module, spec: GraphSpec, precision: str, path: Path) -> dict:
+def delegated_calls(edge) -> int:
+    graph = edge.exported_program().graph
+    return sum(1 for n in graph.nodes if n.op == "call_function"
+               and "executorch_call_delegate" in str(n.target))
+
+
+def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
-    to_pte(export_program(module, spec, precision), [XnnpackPartitioner()], path)
-    return {"details": {"delegate": "xnnpack",
-                        "fp16": "module.half(), float32 I/O" if precision == "fp16" else None}}
+    buffer, edge = to_program(with_precision(module, precision), spec, [XnnpackPartitioner()])
+    path.write_bytes(buffer)
+    return Lowered(details={"delegate": "XnnpackBackend",
+                            "delegated_calls": delegated_calls(edge)})

@@ -1,150 +1,167 @@
-"""The export orchestration: every requested backend x graph, one artifact at a time.
+"""`f2i-mobile export`: the model's four graphs -> OUT/<backend>/<graph>.<ext> + OUT/manifest.json.
 
-Each artifact is written atomically to OUT/<backend>/<graph>.<ext> and the manifest is saved
-(atomically) right after it, so a crash or a kill keeps exactly the artifacts that finished.
-Exporting again into the same OUT replaces the entries of the same backend, graph and precision
-and keeps the others. A failing graph does not stop the rest unless `fail_fast`.
+Every artifact is lowered inside a hidden work folder next to its final place and renamed into
+place only when complete, and the manifest is rewritten (atomically) after each one: a crash or
+a kill leaves complete artifacts listed in the manifest and, at worst, a hidden `.work-*` folder
+that the next export into OUT sweeps away. A failing graph is reported with its backend and
+reason; the others still export, and the command exits non-zero at the end (`--fail-fast`
+stops at the first failure instead).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
-from export import BACKENDS, PRECISIONS, backend_module
-from export.vendor import require_sdks
+from export import coreml, executorch, onnx, tflite, vendor
+from export.common import PRECISIONS, Lowered
 from f2i_mobile.errors import F2IError
-from f2i_mobile.manifest import (MANIFEST, Artifact, GraphInfo, Manifest, TensorInfo,
-                                 path_size, sha256_path)
+from f2i_mobile.graphs import GRAPHS, count_flops, count_params, graph_modules, graph_specs
+from f2i_mobile.graphs import one_step_record
+from f2i_mobile.manifest import Artifact, GraphInfo, Manifest, TensorInfo, path_size, sha256_path
+from f2i_mobile.models import F2IDiffSR
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    ext: str
+    runnable: bool  # a runtime on this machine can run it (parity)
+    lower: Callable[..., Lowered]
+    check: Callable[[], object] = lambda: None  # SDK check, before any work
+
+
+BACKENDS = {
+    "executorch": Backend("executorch", executorch.EXT, executorch.RUNNABLE, executorch.lower),
+    "tflite": Backend("tflite", tflite.EXT, tflite.RUNNABLE, tflite.lower),
+    "coreml": Backend("coreml", coreml.EXT, coreml.RUNNABLE, coreml.lower),
+    "onnx": Backend("onnx", onnx.EXT, onnx.RUNNABLE, onnx.lower),
+    **{name: Backend(name, vendor.EXT, vendor.RUNNABLE, vendor.lower_for(name),
+                     lambda name=name: vendor.check(name)) for name in vendor.VENDORS},
+}
+DEFAULT_BACKENDS = ("executorch", "tflite", "coreml", "onnx")
 
 
 @dataclass
-class ExportResult:
-    out: Path
-    manifest: Manifest
-    written: list[Artifact] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)  # "backend/graph" -> export time
-    failures: list[str] = field(default_factory=list)
+class Failure:
+    backend: str
+    graph: str
+    reason: str
 
-    def summary(self) -> str:
-        lines = [f"{a.path:<28}{a.bytes / 1e6:10.2f} MB  {a.precision}  "
-                 f"{self.seconds[f'{a.backend}/{a.graph}']:6.1f} s" for a in self.written]
-        lines += [f"FAILED {f}" for f in self.failures]
-        lines.append(f"{len(self.written)} artifacts written, {len(self.failures)} failed; "
-                     f"manifest {self.out / MANIFEST}")
-        return "\n".join(lines)
+    def __str__(self) -> str:
+        return f"{self.backend}/{self.graph}: {self.reason}"
 
 
-def parse_backends(backends: str | list[str]) -> list[str]:
-    names = backends.split(",") if isinstance(backends, str) else list(backends)
-    names = [n.strip() for n in names if n.strip()]
+def parse_backends(text: str | None) -> list[Backend]:
+    """Names -> backends, each vendor SDK checked now, before any export work."""
+    names = [n.strip() for n in (text or ",".join(DEFAULT_BACKENDS)).split(",") if n.strip()]
     unknown = [n for n in names if n not in BACKENDS]
     if unknown or not names:
-        raise F2IError(f"unknown backend {', '.join(unknown) or '(none)'}; choose from "
+        raise F2IError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from "
                        f"{', '.join(BACKENDS)}")
-    return list(dict.fromkeys(names))
+    for name in names:
+        BACKENDS[name].check()
+    return [BACKENDS[n] for n in dict.fromkeys(names)]
 
 
-def check_request(backends: list[str], precision: str) -> None:
-    """Everything that can be refused without loading a model, vendor SDKs first."""
-    if precision not in PRECISIONS:
-        raise F2IError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    require_sdks(backends)
+def artifact_name(graph: str, precision: str, ext: str) -> str:
+    return f"{graph}.{ext}" if precision == "fp32" else f"{graph}.{precision}.{ext}"
 
 
-def new_manifest(model, tile: int, batch: int) -> Manifest:
-    from f2i_mobile.graphs import count_flops, count_params, graph_specs, one_step_record
-
+def new_manifest(model: F2IDiffSR, tile: int, batch: int = 1) -> Manifest:
     config = model.config
     specs = graph_specs(config, tile, batch)
     params, flops = count_params(model), count_flops(model, tile)
-    graphs = {
-        name: GraphInfo(name=name, description=spec.description,
-                        inputs=[TensorInfo(**t.to_dict()) for t in spec.inputs],
-                        outputs=[TensorInfo(**t.to_dict()) for t in spec.outputs],
-                        params=params[name], flops=flops[name] * batch)
-        for name, spec in specs.items()
-    }
+
+    def infos(tensors):
+        return [TensorInfo(t.name, list(t.shape), t.layout, t.description, t.dtype)
+                for t in tensors]
+
+    graphs = {name: GraphInfo(name, s.description, infos(s.inputs), infos(s.outputs),
+                              params[name], flops[name] * batch) for name, s in specs.items()}
     return Manifest(
         model={"name": config.name, "config_hash": config.hash(),
-               "origin": model.metadata.get("origin", "checkpoint")},
+               "origin": model.metadata.get("origin", ""), "config": config.to_dict()},
         scale=config.scale, tile=tile, output_tile=tile * config.scale, batch=batch,
         one_step=one_step_record(config), graphs=graphs)
 
 
 def open_manifest(out: Path, fresh: Manifest) -> Manifest:
-    """The manifest to add to: the one in OUT when it describes the same model, tile and batch
-    (its artifacts whose files are still there are kept), else `fresh`."""
-    if not (out / MANIFEST).is_file():
+    """The manifest already in OUT (to add to) if it is of the same model and tile."""
+    if not (out / "manifest.json").is_file():
         return fresh
     old = Manifest.load(out)
-    same = (old.model.get("config_hash"), old.tile, old.batch) == (
-        fresh.model["config_hash"], fresh.tile, fresh.batch)
-    if not same:
-        raise F2IError(f"{out} holds an export of another model or tile ({old.model.get('name')}, "
-                       f"tile {old.tile}); choose a new --out or remove it")
-    fresh.artifacts = [a for a in old.artifacts if (out / a.path).exists()]
-    return fresh
+    if (old.model.get("config_hash"), old.tile, old.batch) != \
+            (fresh.model["config_hash"], fresh.tile, fresh.batch):
+        raise F2IError(f"{out} holds an export of another model or tile (config "
+                       f"{old.model.get('config_hash')}, tile {old.tile}); use a new --out")
+    old.model = fresh.model
+    return old
 
 
-def export_model(model, out: str | Path, backends: str | list[str] = "executorch,tflite,coreml,onnx",
-                 tile: int | None = None, precision: str = "fp32", fail_fast: bool = False,
-                 batch: int = 1) -> ExportResult:
-    """Lower the model's four graphs (LoRA merged) for each backend into `out`."""
-    from f2i_mobile.graphs import GRAPHS, graph_modules, graph_specs
+def sweep(folder: Path) -> None:
+    """Remove work folders a killed export left behind."""
+    for stale in folder.glob(".work-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
-    backends = parse_backends(backends)
-    check_request(backends, precision)
+
+def lower_one(backend: Backend, module, spec, final: Path, precision: str) -> Lowered:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=final.parent))
+    try:
+        lowered = backend.lower(module, spec, work / final.name, precision)
+        if final.is_dir():  # a .mlpackage being replaced: move the old one aside first
+            trash = Path(tempfile.mkdtemp(prefix=".work-", dir=final.parent))
+            os.replace(final, trash / final.name)
+        os.replace(work / final.name, final)
+        return lowered
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for stale in final.parent.glob(".work-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def export_model(model: F2IDiffSR, out: str | Path, backends: list[Backend], tile: int | None = None,
+                 precision: str = "fp32", fail_fast: bool = False,
+                 progress: bool = True) -> tuple[Manifest, list[Failure]]:
+    if precision not in PRECISIONS:
+        raise F2IError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     out = Path(out)
     tile = tile or model.config.tile
-    specs = graph_specs(model.config, tile, batch)
-    modules = graph_modules(model)
-    manifest = open_manifest(out, new_manifest(model, tile, batch))
+    specs = graph_specs(model.config, tile)
+    manifest = open_manifest(out, new_manifest(model, tile))
     out.mkdir(parents=True, exist_ok=True)
-    manifest.save(out)
-    result = ExportResult(out=out, manifest=manifest)
+    modules = graph_modules(model)
+    failures: list[Failure] = []
     jobs = [(b, g) for b in backends for g in GRAPHS]
-    for backend, graph in tqdm(jobs, desc="export", unit="graph"):
-        lowering = backend_module(backend)
-        rel = f"{backend}/{graph}.{lowering.EXTENSION}"
-        start = time.perf_counter()
+    bar = tqdm(jobs, desc="export", unit="graph", disable=not progress)
+    for backend, graph in bar:
+        bar.set_description(f"export {backend.name}/{graph}")
+        sweep(out / backend.name)
+        final = out / backend.name / artifact_name(graph, precision, backend.ext)
         try:
-            info = lowering.lower(modules[graph], specs[graph], precision, out / rel)
-        except F2IError:
-            raise
-        except Exception as exc:  # any toolchain error: report it, go on with the others
-            message = (f"{graph} on {backend} ({precision}) failed: {type(exc).__name__}: "
-                       f"{' '.join(str(exc).split())[:300]}")
+            lowered = lower_one(backend, modules[graph], specs[graph], final, precision)
+        except Exception as exc:  # any backend's failure is reported, not raised
+            failures.append(Failure(backend.name, graph, _reason(exc)))
+            bar.write(f"failed: {failures[-1]}")
             if fail_fast:
-                raise F2IError(message) from exc
-            result.failures.append(message)
+                break
             continue
-        result.seconds[f"{backend}/{graph}"] = time.perf_counter() - start
-        artifact = Artifact(backend=backend, graph=graph, precision=precision, path=rel,
-                            bytes=path_size(out / rel), sha256=sha256_path(out / rel),
-                            io_layout=info.get("io_layout", {}),
-                            details={k: v for k, v in info.get("details", {}).items()
-                                     if v is not None})
-        manifest.add(artifact)
+        manifest.add(Artifact(backend.name, graph, precision, final.relative_to(out).as_posix(),
+                              path_size(final), sha256_path(final), lowered.io_layout,
+                              lowered.details))
         manifest.save(out)
-        result.written.append(artifact)
-    return result
+    bar.close()
+    manifest.save(out)
+    return manifest, failures
 
 
-def export_and_check(model_path: str | None, out: str | Path, backends: str, tile: int | None,
-                     precision: str, fail_fast: bool = False, parity: bool = False):
-    """What `f2i-mobile export` runs: refuse bad requests first, then load, export, and (with
-    `parity`) check the artifacts against the model. Returns (ExportResult, checks or None)."""
-    from f2i_mobile.pipeline import load_model
-
-    check_request(parse_backends(backends), precision)
-    model = load_model(model_path)
-    result = export_model(model, out, backends, tile, precision, fail_fast)
-    if not parity:
-        return result, None
-    from export.parity import check_parity
-
-    return result, check_parity(model, out)
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}"

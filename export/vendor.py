@@ -1,92 +1,89 @@
-"""Vendor NPU backends through ExecuTorch: Qualcomm QNN, MediaTek NeuroPilot, Samsung Exynos.
+"""Vendor NPU backends of ExecuTorch: Qualcomm QNN, MediaTek NeuroPilot, Samsung Exynos.
 
-Their partitioners ship in the executorch wheel, but lowering calls into the vendor's SDK, which is
-a separate download these machines cannot reach. Each backend names the environment variable that
-points at its SDK; `require_sdk` checks it before any other work, so a missing SDK costs one line
-and no time. With the SDK present, the graph goes torch.export -> the vendor partitioner -> .pte.
-The target SoC is a constant here (the current flagship of each vendor); change it per device.
+Each needs its vendor's SDK, which cannot be installed from a package registry. `check` runs
+before any export work, so `--backends qnn` without the SDK fails at once with one line naming
+the SDK and the variable to set. With the SDK present, the graph goes through ExecuTorch's own
+partitioner for that NPU and is written as a .pte like the XNNPACK one.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
+from torch import nn
+
+from export.common import Lowered, with_precision
 from f2i_mobile.errors import F2IError
+from f2i_mobile.graphs import GraphSpec
+
+EXT = "pte"
+RUNNABLE = False  # runs on the phone's NPU only
 
 
 @dataclass(frozen=True)
-class VendorBackend:
-    name: str
+class VendorSDK:
+    backend: str
     sdk: str
-    env_var: str
-    soc: str
-
-    def require_sdk(self) -> Path:
-        root = os.environ.get(self.env_var)
-        if not root:
-            raise F2IError(f"backend {self.name} needs the {self.sdk}: set {self.env_var} to "
-                           f"its install folder")
-        if not Path(root).is_dir():
-            raise F2IError(f"backend {self.name}: {self.env_var}={root} is not a folder "
-                           f"(expected the {self.sdk})")
-        return Path(root)
+    env: str
+    module: str  # the ExecuTorch partitioner's module
 
 
 VENDORS = {
-    "qnn": VendorBackend("qnn", "Qualcomm AI Engine Direct (QNN/QAIRT) SDK", "QNN_SDK_ROOT",
-                         "SM8650"),
-    "mediatek": VendorBackend("mediatek", "MediaTek NeuroPilot SDK", "NEURON_SDK_PATH",
-                              "mt6989"),
-    "samsung": VendorBackend("samsung", "Samsung Exynos AI Studio SDK", "EXYNOS_AI_STUDIO",
-                             "E9955"),
+    "qnn": VendorSDK("qnn", "the Qualcomm AI Engine Direct (QNN) SDK", "QNN_SDK_ROOT",
+                     "executorch.backends.qualcomm.partition.qnn_partitioner"),
+    "mediatek": VendorSDK("mediatek", "MediaTek's NeuroPilot Express SDK", "NEUROPILOT_SDK_ROOT",
+                          "executorch.backends.mediatek"),
+    "samsung": VendorSDK("samsung", "Samsung's Exynos AI LiteCore", "EXYNOS_AI_LITECORE_ROOT",
+                         "executorch.backends.samsung.partition.enn_partitioner"),
 }
 
 
-def require_sdks(backends: list[str]) -> None:
-    for name in backends:
-        if name in VENDORS:
-            VENDORS[name].require_sdk()
+def check(backend: str) -> VendorSDK:
+    v = VENDORS[backend]
+    root = os.environ.get(v.env)
+    if not root:
+        raise F2IError(f"--backends {backend} needs {v.sdk}: set {v.env} to its install folder")
+    if not Path(root).is_dir():
+        raise F2IError(f"--backends {backend}: {v.env}={root} is not a folder ({v.sdk})")
+    try:
+        importlib.import_module(v.module)
+    except ImportError as exc:
+        raise F2IError(f"--backends {backend}: {v.env} is set but ExecuTorch's {backend} "
+                       f"backend does not import ({exc}); build ExecuTorch with it") from None
+    return v
 
 
-def _partitioner(vendor: VendorBackend, precision: str):
-    if vendor.name == "qnn":
+def _partitioner(backend: str):
+    soc = os.environ.get("F2I_QNN_SOC", "SM8650")
+    if backend == "qnn":
         from executorch.backends.qualcomm.partition.qnn_partitioner import QnnPartitioner
         from executorch.backends.qualcomm.serialization.qc_schema import QcomChipset
         from executorch.backends.qualcomm.utils.utils import (
             generate_htp_compiler_spec, generate_qnn_executorch_compiler_spec)
 
-        # HTP runs float graphs in fp16 only; fp32 is not an HTP precision.
         specs = generate_qnn_executorch_compiler_spec(
-            soc_model=getattr(QcomChipset, vendor.soc),
+            soc_model=getattr(QcomChipset, soc),
             backend_options=generate_htp_compiler_spec(use_fp16=True))
-        return QnnPartitioner(specs)
-    if vendor.name == "mediatek":
-        from executorch.backends.mediatek.partitioner import NeuropilotPartitioner
-        from executorch.exir.backend.compile_spec_schema import CompileSpec
+        return QnnPartitioner(specs), {"soc": soc}
+    if backend == "mediatek":
+        from executorch.backends.mediatek import NeuropilotPartitioner
 
-        return NeuropilotPartitioner([CompileSpec("platform-config", vendor.soc.encode())])
+        return NeuropilotPartitioner([]), {}
     from executorch.backends.samsung.partition.enn_partitioner import EnnPartitioner
-    from executorch.backends.samsung.serialization.compile_options import (
-        gen_samsung_backend_compile_spec)
 
-    return EnnPartitioner([gen_samsung_backend_compile_spec(vendor.soc)])
+    return EnnPartitioner([]), {}
 
 
-def backend(name: str):
-    """A lowering module for `export.pipeline`, like `export.executorch`."""
-    vendor = VENDORS[name]
+def lower_for(backend: str):
+    def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
+        from export.executorch import delegated_calls, to_program
 
-    def lower(module, spec, precision, path):
-        from export.executorch import export_program, to_pte
-
-        vendor.require_sdk()
-        to_pte(export_program(module, spec, precision), [_partitioner(vendor, precision)], path)
-        details = {"delegate": name, "soc": vendor.soc, "sdk": os.environ[vendor.env_var]}
-        if name == "qnn":
-            details["htp_precision"] = "fp16"
-        return {"details": details}
-
-    return SimpleNamespace(EXTENSION="pte", lower=lower)
+        partitioner, extra = _partitioner(backend)
+        buffer, edge = to_program(with_precision(module, precision), spec, [partitioner])
+        path.write_bytes(buffer)
+        return Lowered(details={"delegate": backend, "delegated_calls": delegated_calls(edge),
+                                **extra})
+    return lower

@@ -37,3 +37,16 @@ def tiny_checkpoint(tmp_path_factory, tiny_model):
     from f2i_mobile.models import save_pretrained
 
     return save_pretrained(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_checkpoint):
+    """The tiny checkpoint exported to all four default backends (shared: exports are slow)."""
+    from export.pipeline import export_model, parse_backends
+    from f2i_mobile.models import from_pretrained
+
+    out = tmp_path_factory.mktemp("export") / "out"
+    manifest, failures = export_model(from_pretrained(tiny_checkpoint), out,
+                                      parse_backends(None), progress=False)
+    assert not failures, [str(f) for f in failures]
+    return out, manifest

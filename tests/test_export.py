@@ -1,236 +1,162 @@
-"""Export layer: real lowering of the tiny model (tile 16) to ExecuTorch, TFLite, Core ML and
-ONNX, real runtimes for parity, a real SIGKILL for atomicity. One export is shared by the tests
-that only read it."""
+"""Export: the manifest, parity of every backend against torch, atomic writes under a kill,
+failures reported per graph and backend, and the missing vendor SDK error."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from export import parity
-from export.pipeline import export_model
-from f2i_mobile.cli import main
+from export.parity import check_all
+from export.pipeline import BACKENDS, Backend, export_model, parse_backends
 from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import GRAPHS, graph_specs, one_step_record
-from f2i_mobile.manifest import Manifest, path_size, sha256_path
-from f2i_mobile.models import build_model, from_pretrained, preset
+from f2i_mobile.graphs import GRAPHS, graph_specs
+from f2i_mobile.manifest import Manifest, sha256_path
 from f2i_mobile.runners import open_runner
 
-REPO = Path(__file__).resolve().parents[1]
-TILE = 16
-EXTENSIONS = {"executorch": "pte", "tflite": "tflite", "coreml": "mlpackage", "onnx": "onnx"}
+CLI = [sys.executable, "-m", "f2i_mobile.cli"]
 
 
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory, tiny_model):
-    out = tmp_path_factory.mktemp("export") / "out"
-    result = export_model(tiny_model, out, "executorch,tflite,coreml,onnx", tile=TILE)
-    assert result.failures == []
-    return out
+def visible_files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
 
 
-def leftovers(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if ".tmp" in p.name or ".old" in p.name]
-
-
-def test_manifest_describes_graphs_and_artifacts(tiny_export, tiny_model):
-    manifest = Manifest.load(tiny_export)
+def test_manifest_describes_every_graph_and_artifact(exported, tiny_model):
+    out, _ = exported
+    manifest = Manifest.load(out)
     config = tiny_model.config
     assert manifest.model["config_hash"] == config.hash()
-    assert (manifest.tile, manifest.scale, manifest.output_tile) == (TILE, 4, TILE * 4)
-    assert manifest.one_step == json.loads(json.dumps(one_step_record(config)))
-    assert manifest.one_step["graph"] == "unet"
-    specs = graph_specs(config, TILE)
-    assert list(manifest.graphs) == list(GRAPHS)
-    for name, spec in specs.items():
+    assert (manifest.scale, manifest.tile, manifest.output_tile) == (4, config.tile, config.tile * 4)
+    assert manifest.one_step["graph"] == "unet" and manifest.one_step["timestep"] == 999
+    specs = graph_specs(config)
+    for name in GRAPHS:
         info = manifest.graphs[name]
-        for got, want in ((info.inputs, spec.inputs), (info.outputs, spec.outputs)):
-            assert [(t.name, tuple(t.shape), t.dtype, t.layout) for t in got] == \
-                [(t.name, t.shape, t.dtype, t.layout) for t in want]
+        for got, want in zip(info.inputs + info.outputs, specs[name].inputs + specs[name].outputs):
+            assert (got.name, tuple(got.shape), got.layout, got.dtype) == \
+                (want.name, want.shape, want.layout, "float32")
         assert info.params > 0 and info.flops > 0
-    assert manifest.graphs["decoder"].outputs[0].shape == [1, 3, TILE * 4, TILE * 4]
-
-    keys = {(a.backend, a.graph, a.precision) for a in manifest.artifacts}
-    assert keys == {(b, g, "fp32") for b in EXTENSIONS for g in GRAPHS}
+    assert sorted(manifest.variants()) == [("coreml", "fp32"), ("executorch", "fp32"),
+                                           ("onnx", "fp32"), ("tflite", "fp32")]
     for a in manifest.artifacts:
-        path = tiny_export / a.path
-        assert a.path == f"{a.backend}/{a.graph}.{EXTENSIONS[a.backend]}"
-        assert a.bytes == path_size(path) > 0
+        path = out / a.path
+        assert a.path == f"{a.backend}/{a.graph}.{BACKENDS[a.backend].ext}"
         assert a.sha256 == sha256_path(path)
-    tflite_encoder = manifest.artifact("tflite", "encoder")
-    assert tflite_encoder.io_layout == {"lr": "NHWC", "latent": "NHWC"}
-    assert manifest.artifact("tflite", "unet").io_layout == {"latent": "NHWC",
-                                                             "latent_sr": "NHWC"}
-    coreml = manifest.artifact("coreml", "unet").details
-    assert (coreml["compute_units"], coreml["compute_precision"],
-            coreml["minimum_deployment_target"]) == ("ALL", "FLOAT32", "iOS17")
-    assert (tiny_export / "coreml" / "unet.mlpackage").is_dir()
-    assert leftovers(tiny_export) == []
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
+            else path.stat().st_size
+        assert a.bytes == size > 0
+    tfl = manifest.artifact("tflite", "unet")
+    assert tfl.io_layout == {"latent": "NHWC", "latent_sr": "NHWC"}  # tokens stay NLC
+    ml = manifest.artifact("coreml", "decoder")
+    assert ml.details["minimum_deployment_target"] == "iOS17"
+    assert ml.details["compute_units"] == "ALL" and "FLOAT32" in ml.details["compute_precision"]
+    assert visible_files(out) >= {"manifest.json"}
+    assert not any(p.name.startswith(".work-") for p in out.rglob("*"))
 
 
-def test_parity_per_backend(tiny_export, tiny_model):
-    checks = parity.check_parity(tiny_model, tiny_export)
-    by_key = {(c.backend, c.graph): c for c in checks}
-    for backend in ("executorch", "tflite", "onnx"):
-        for graph in GRAPHS:
-            c = by_key[backend, graph]
-            assert c.psnr_db >= 60.0, (backend, graph, c.psnr_db, c.max_abs)
-        assert by_key[backend, "end_to_end"].psnr_db >= 50.0
-    for graph in GRAPHS:  # Core ML: the spec is validated, prediction is not run
-        c = by_key["coreml", graph]
-        assert c.ok and c.psnr_db is None and "prediction not run" in c.note
-        assert sum(c.details["ops"].values()) > 0
-    assert "conv" in by_key["coreml", "decoder"].details["ops"]
-    assert all(c.ok for c in checks)
+@pytest.mark.parametrize("backend", ["executorch", "tflite", "onnx", "coreml"])
+def test_every_artifact_matches_torch(exported, tiny_model, backend):
+    out, _ = exported
+    results = [r for r in check_all(tiny_model, out) if r.backend == backend]
+    assert len(results) == (4 if backend == "coreml" else 5)
+    for r in results:
+        assert r.ok, r
+        if backend == "coreml":
+            assert "prediction not run" in r.note and r.psnr is None
+        else:
+            assert r.psnr >= (50 if r.graph == "end_to_end" else 60), r
 
 
-def test_parity_catches_other_weights(tiny_export):
-    """The same config with other weights must fail the check: parity compares numbers."""
-    other = build_model(preset("tiny"), seed=1).eval()
-    checks = {(c.backend, c.graph): c for c in parity.check_parity(other, tiny_export)
-              if c.backend == "onnx"}
-    assert not checks["onnx", "unet"].ok
-    assert checks["onnx", "end_to_end"].psnr_db < 50.0
+def test_parity_notices_a_wrong_artifact(exported, tiny_model, tmp_path):
+    """The check can fail: an ONNX decoder exported from other weights is caught."""
+    import shutil
+
+    from f2i_mobile.models import build_model
+
+    out, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    other = build_model(tiny_model.config, seed=1)
+    other_out = tmp_path / "other"
+    export_model(other, other_out, [BACKENDS["onnx"]], progress=False)
+    shutil.copy(other_out / "onnx/decoder.onnx", copy / "onnx/decoder.onnx")
+    bad = {r.graph: r for r in check_all(tiny_model, copy) if r.backend == "onnx"}
+    assert not bad["decoder"].ok and not bad["end_to_end"].ok and bad["unet"].ok
 
 
-def test_runner_layouts_batch_release(tiny_export, tiny_model):
-    specs = graph_specs(tiny_model.config, TILE)
-    lr = specs["encoder"].example_inputs()[0].numpy()
-    outs = {}
-    for backend in ("executorch", "tflite", "onnx"):
-        with open_runner(backend, tiny_export) as runner:
-            assert runner.batch_size("encoder") == 1
-            outs[backend] = runner.run("encoder", {"lr": lr})["latent"]
-            assert "encoder" in runner.loaded
-            runner.release("encoder")
-            assert "encoder" not in runner.loaded
-    assert outs["tflite"].shape == specs["encoder"].outputs[0].shape  # NHWC transposed back
-    np.testing.assert_allclose(outs["tflite"], outs["onnx"], atol=1e-4)
-    np.testing.assert_allclose(outs["executorch"], outs["onnx"], atol=1e-4)
+def test_a_failing_graph_is_named_and_the_others_finish(tmp_path, tiny_model):
+    onnx = BACKENDS["onnx"]
+
+    def lower(module, spec, path, precision):
+        if spec.name == "unet":
+            raise RuntimeError("unsupported op aten::frobnicate")
+        return onnx.lower(module, spec, path, precision)
+
+    manifest, failures = export_model(tiny_model, tmp_path / "out",
+                                      [Backend("onnx", "onnx", True, lower)], progress=False)
+    assert [(f.backend, f.graph) for f in failures] == [("onnx", "unet")]
+    assert "frobnicate" in str(failures[0]) and str(failures[0]).startswith("onnx/unet")
+    assert sorted(a.graph for a in manifest.artifacts) == ["conditioner", "decoder", "encoder"]
+    assert not (tmp_path / "out/onnx/unet.onnx").exists()
+    assert visible_files(tmp_path / "out") == {"manifest.json", "onnx/conditioner.onnx",
+                                               "onnx/encoder.onnx", "onnx/decoder.onnx"}
 
 
-def test_open_runner_errors_list_what_exists(tiny_export, tmp_path):
-    with pytest.raises(F2IError, match="no manifest.json"):
-        open_runner("onnx", tmp_path)
-    with pytest.raises(F2IError, match="has: coreml/fp32, executorch/fp32, onnx/fp32, "
-                                       "tflite/fp32"):
-        open_runner("onnx", tiny_export, precision="fp16")
-    with pytest.raises(F2IError, match="no complete fp32 qnn export"):
-        open_runner("qnn", tiny_export)
-    with pytest.raises(F2IError, match="no runtime for coreml"):
-        open_runner("coreml", tiny_export)
-
-
-def test_missing_sdk_fails_first_in_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
-
-    def no_model(*args):
-        raise AssertionError("the model was loaded before the SDK check")
-
-    monkeypatch.setattr("f2i_mobile.pipeline.load_model", no_model)
+def test_missing_vendor_sdk_fails_at_once_in_one_line(tmp_path, tiny_checkpoint):
+    env = {k: v for k, v in os.environ.items() if k != "QNN_SDK_ROOT"}
     out = tmp_path / "out"
-    assert main(["export", "--out", str(out), "--backends", "onnx,qnn"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "QNN_SDK_ROOT" in err and "Qualcomm" in err and err.startswith("f2i-mobile: error:")
+    r = subprocess.run(CLI + ["export", "--model", str(tiny_checkpoint), "--out", str(out),
+                              "--backends", "onnx,qnn"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "QNN_SDK_ROOT" in r.stderr and "Qualcomm" in r.stderr
     assert not out.exists()
-    monkeypatch.setenv("NEURON_SDK_PATH", str(tmp_path / "nowhere"))
-    assert main(["export", "--out", str(out), "--backends", "mediatek"]) == 1
-    assert "is not a folder" in capsys.readouterr().err
-    assert not out.exists()
+    with pytest.raises(F2IError, match="unknown backend"):
+        parse_backends("executorch,tensorrt")
 
 
-def test_vendor_with_sdk_set_reaches_the_partitioner(tiny_model, tmp_path, monkeypatch):
-    """With QNN_SDK_ROOT set (to a folder that is not a real SDK) lowering goes through
-    executorch's QNN partitioner and fails there, reported with graph and backend."""
-    monkeypatch.setenv("QNN_SDK_ROOT", str(tmp_path))
-    with pytest.raises(F2IError, match=r"^conditioner on qnn \(fp32\) failed: "):
-        export_model(tiny_model, tmp_path / "out", "qnn", tile=TILE, fail_fast=True)
-    manifest = Manifest.load(tmp_path / "out")
-    assert manifest.artifacts == [] and leftovers(tmp_path / "out") == []
-
-
-def test_failing_graph_is_reported_and_others_finish(tiny_export, tiny_checkpoint, tmp_path,
-                                                     monkeypatch, capsys):
-    import export.onnx
-
-    real = export.onnx.lower
-
-    def lower(module, spec, precision, path):
-        if spec.name == "encoder":
-            raise RuntimeError("unsupported operator\nsecond line")
-        return real(module, spec, precision, path)
-
-    monkeypatch.setattr(export.onnx, "lower", lower)
+def test_a_killed_export_leaves_only_complete_artifacts(tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
-    shutil.copytree(tiny_export, out)  # a re-export accumulates into an existing OUT
-    (out / "onnx" / "encoder.onnx").unlink()  # ... and forgets entries whose file is gone
-    before = Manifest.load(out)
-    code = main(["export", "--model", str(tiny_checkpoint), "--out", str(out),
-                 "--backends", "onnx", "--tile", str(TILE)])
-    captured = capsys.readouterr()
-    assert code == 1
-    assert "FAILED encoder on onnx (fp32) failed: RuntimeError: unsupported operator second " \
-           "line" in captured.out
-    assert "3 artifacts written, 1 failed" in captured.out
-    after = Manifest.load(out)
-    keys = [(a.backend, a.graph) for a in after.artifacts]
-    assert len(keys) == len(set(keys)) == 15
-    assert ("onnx", "encoder") not in keys
-    assert {a.path for a in after.artifacts if a.backend != "onnx"} == \
-        {a.path for a in before.artifacts if a.backend != "onnx"}
-    assert not (out / "onnx" / "encoder.onnx").exists() and leftovers(out) == []
-
-    with pytest.raises(F2IError, match="encoder on onnx"):
-        export_model(from_pretrained(tiny_checkpoint), tmp_path / "ff", "onnx", tile=TILE,
-                     fail_fast=True)
-    assert [a.graph for a in Manifest.load(tmp_path / "ff").artifacts] == ["conditioner"]
-
-
-def test_export_killed_midway_leaves_only_complete_artifacts(tiny_checkpoint, tmp_path):
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "f2i_mobile.cli", "export", "--model", str(tiny_checkpoint),
-         "--out", str(out), "--backends", "onnx,tflite", "--tile", str(TILE)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if len(Manifest.load(out).artifacts) >= 2:
-                    break
-            except F2IError:
-                pass
-            time.sleep(0.05)
-        time.sleep(0.3)  # into the next graph's lowering
-        assert proc.poll() is None, "export finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    cmd = CLI + ["export", "--model", str(tiny_checkpoint), "--out", str(out),
+                 "--backends", "onnx"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "manifest.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the next graph's lowering
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
     manifest = Manifest.load(out)
-    listed = {a.path for a in manifest.artifacts}
-    on_disk = {p.relative_to(out).as_posix() for p in out.glob("*/*")}
-    assert 2 <= len(listed) < 8
-    assert on_disk == listed
-    assert leftovers(out) == []
-    for a in manifest.artifacts:
-        assert sha256_path(out / a.path) == a.sha256
+    listed = {a.path: a for a in manifest.artifacts}
+    assert 1 <= len(listed) < 4
+    assert visible_files(out) == {"manifest.json", *listed}
+    for path, a in listed.items():
+        assert sha256_path(out / path) == a.sha256
+    # Running again finishes the job, and sweeps what the killed run left behind.
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert len(Manifest.load(out).artifacts) == 4
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))
 
 
-def test_psnr_definition():
-    ref = np.linspace(0.0, 1.0, 100, dtype=np.float32)
-    assert parity.psnr(ref, ref) == math.inf
-    assert parity.psnr(ref, ref + 0.01) == pytest.approx(40.0, abs=1e-3)
+def test_an_export_of_another_tile_is_not_mixed_in(exported, tiny_model):
+    out, _ = exported
+    with pytest.raises(F2IError, match="another model or tile"):
+        export_model(tiny_model, out, [BACKENDS["onnx"]], tile=32, progress=False)
+
+
+def test_open_runner_says_what_the_export_has(exported):
+    out, _ = exported
+    with pytest.raises(F2IError, match="executorch/fp32"):
+        open_runner("onnx", out, "fp16")
+    with pytest.raises(F2IError, match="cannot run on this machine"):
+        open_runner("coreml", out)
+    r = subprocess.run(CLI + ["parity", "--artifacts", str(out / "nope")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "manifest.json" in r.stderr
+    assert json.loads((out / "manifest.json").read_text())["format"]

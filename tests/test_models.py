@@ -252,5 +252,6 @@ def test_text_conditioner_baseline_runs(tmp_path):
 
 def test_sizes_the_vae_cannot_take_are_refused():
     model = build_model(preset("mobile"))
-    with pytest.raises(F2IError, match="multiple of 32"):
-        model(torch.rand(1, 3, 10, 16))
+    multiple = model.config.pixel_multiple
+    with pytest.raises(F2IError, match=f"multiple of {multiple}"):
+        model(torch.rand(1, 3, multiple // 4 + 1, multiple // 4))

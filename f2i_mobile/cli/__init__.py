@@ -16,7 +16,10 @@ COMMANDS = {
     "upscale": "upscale",
     "info": "info",
     "bench": "bench",
+    "train": "train",
+    "eval": "eval",
     "export": "export",
+    "parity": "parity",
 }
 
 

@@ -22,4 +22,5 @@ def build_unet(cfg: UNetConfig, latent_channels: int, cross_attention_dim: int,
         norm_num_groups=cfg.norm_num_groups,
         use_linear_projection=cfg.use_linear_projection,
         only_cross_attention=cfg.only_cross_attention,
+        mid_block_type=cfg.mid_block_type,
     )

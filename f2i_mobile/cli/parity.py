@@ -1,0 +1,34 @@
+"""`f2i-mobile parity`: every exported artifact against torch."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("parity", help="check exported artifacts against torch",
+                       description="Run every runnable artifact (ExecuTorch, TFLite, ONNX) on the "
+                                   "inputs torch gets and report max abs error and PSNR per graph "
+                                   "and end to end; validate Core ML specs.")
+    p.add_argument("--artifacts", required=True, help="an f2i-mobile export folder")
+    p.add_argument("--model", default=None,
+                   help="the checkpoint it was exported from (default: the bundled model)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from export.parity import check_all, format_table
+    from f2i_mobile.errors import F2IError
+    from f2i_mobile.manifest import Manifest
+    from f2i_mobile.pipeline import load_model
+
+    manifest = Manifest.load(args.artifacts)
+    model = load_model(args.model)
+    if model.config.hash() != manifest.model.get("config_hash"):
+        raise F2IError(f"{args.artifacts} was exported from another model (config "
+                       f"{manifest.model.get('config_hash')}); pass it with --model")
+    results = check_all(model, args.artifacts)
+    print(json.dumps([r.to_dict() for r in results], indent=2) if args.json
+          else format_table(results))
+    return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,205 @@
+"""What the planner needs to know about a model, measured once per model: each graph's effective
+receptive field, and each graph's FLOPs, weight bytes and peak working memory per tile.
+
+Receptive field, numerically: a tile's output is wrong near its edge because the network sees zero
+padding there instead of the neighbouring pixels. So run the graph (or the chained encoder, U-Net
+and decoder) on a probe image and on the probe's left part cropped at a column `c`, and find how
+far left of `c` the two outputs differ by more than the tolerance (columns only: the graphs are
+square convolution stacks). GroupNorm statistics and self-attention context are image-wide
+(`tiling.context`) in both runs, as in the tiler; with per-tile ones every pixel depends on every
+other one and no finite overlap is seamless.
+
+Results are cached in memory and in `~/.cache/f2i-mobile/` by config hash and a weight digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from f2i_mobile.graphs import GRAPHS, count_flops, graph_specs
+from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.tiling.context import ImageContextRunner
+from f2i_mobile.tiling.planner import GraphCost
+
+TOLERANCE = 1e-3  # max abs error on [0, 1] output pixels that counts as seamless
+_CACHE: dict[str, dict] = {}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "f2i-mobile"
+
+
+def model_key(model: F2IDiffSR) -> str:
+    digest = hashlib.sha256(model.config.hash().encode())
+    with torch.no_grad():
+        for name, p in sorted(model.state_dict().items()):
+            if p.is_floating_point():
+                digest.update(name.encode())
+                digest.update(np.float64(p.double().abs().sum()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def probe_image(size: int) -> np.ndarray:
+    """A natural photo (scikit-image's astronaut) resized to size x size, float32 in [0, 1]."""
+    import cv2
+    from skimage import data
+
+    img = data.astronaut().astype(np.float32) / 255.0
+    return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+
+
+def _chain(runner: ImageContextRunner, lr: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    x = lr.transpose(2, 0, 1)[None]
+    latent = runner.run("encoder", {"lr": x})["latent"]
+    latent_sr = runner.run("unet", {"latent": latent, "tokens": tokens})["latent_sr"]
+    return runner.run("decoder", {"latent_sr": latent_sr})["sr"][0]
+
+
+def _reach(full: np.ndarray, cropped: np.ndarray, tol: float) -> int:
+    """How many columns left of the crop edge `cropped` differs from `full` by more than tol."""
+    cut = cropped.shape[-1]
+    bad = np.nonzero((np.abs(full[..., :cut] - cropped) > tol).any(axis=tuple(
+        range(full.ndim - 1))))[0]
+    return 0 if bad.size == 0 else cut - int(bad.min())
+
+
+@torch.no_grad()
+def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None = None,
+                     ) -> dict[str, int]:
+    """LR px each graph (and `chain`, the three graphs together) needs on each side of an output
+    pixel for its value to be within `tol` (chain: of [0, 1] pixels; single graphs: of
+    `tol` x their output's standard deviation)."""
+    cfg = model.config
+    m = cfg.pixel_multiple // math.gcd(cfg.pixel_multiple, cfg.scale)
+    size = size or max(2 * cfg.tile, 8 * m)
+    size = -(-size // (2 * m)) * 2 * m
+    runner = ImageContextRunner(model)
+    image = probe_image(size)
+    view = probe_image(cfg.tile)
+    tokens = runner.run("conditioner", {"lr": view.transpose(2, 0, 1)[None]})["tokens"]
+    runner.calibrate(image.transpose(2, 0, 1)[None], tokens)
+    c = size // 2
+    lr_per = {"encoder": cfg.vae.downsample / cfg.scale, "unet": cfg.vae.downsample / cfg.scale,
+              "decoder": 1 / cfg.scale}  # LR px per output column of each graph
+    x = image.transpose(2, 0, 1)[None]
+    latent = runner.run("encoder", {"lr": x})["latent"]
+    latent_sr = runner.run("unet", {"latent": latent, "tokens": tokens})["latent_sr"]
+    full_out = {"encoder": latent, "unet": latent_sr,
+                "decoder": runner.run("decoder", {"latent_sr": latent_sr})["sr"]}
+    result = {}
+    # Columns only: the graphs are square convolution stacks, so rows reach as far; measuring
+    # one axis halves the cost (tens of seconds for the mobile preset).
+    for axis in (-1,):
+        def cut(a, n, axis=axis):
+            return np.ascontiguousarray(a[..., :n] if axis == -1 else a[..., :n, :])
+
+        def t(a, axis=axis):  # put the cut axis last
+            return a if axis == -1 else np.swapaxes(a, -1, -2)
+
+        lc = c * cfg.scale // cfg.vae.downsample  # the same cut in latent columns
+        crops = {
+            "encoder": runner.run("encoder", {"lr": cut(x, c)})["latent"],
+            "unet": runner.run("unet", {"latent": cut(latent, lc), "tokens": tokens})["latent_sr"],
+            "decoder": runner.run("decoder", {"latent_sr": cut(latent_sr, lc)})["sr"],
+        }
+        for g, out in crops.items():
+            tol_g = tol if g == "decoder" else tol * float(full_out[g].std())
+            reach = math.ceil(_reach(t(full_out[g]), t(out), tol_g) * lr_per[g])
+            result[g] = max(result.get(g, 0), reach)
+        img_cut = cut(image.transpose(2, 0, 1), c).transpose(1, 2, 0)
+        chain = math.ceil(_reach(t(full_out["decoder"][0]), t(_chain(runner, img_cut, tokens)),
+                                 tol) / cfg.scale)
+        result["chain"] = max(result.get("chain", 0), chain)
+    result["probe"] = size
+    result["saturated"] = result["chain"] >= c  # the field reaches the probe's far side
+    return result
+
+
+class _PeakBytes(TorchDispatchMode):
+    """Tracks the bytes of tensors created inside the mode that are still alive: the peak is a
+    graph's working memory (weights and inputs excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen: set[int] = set()
+
+    def _free(self, key: int, n: int) -> None:
+        self.live -= n
+        self.seen.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if key in self.seen or storage.nbytes() == 0:
+                    continue
+                self.seen.add(key)
+                self.live += storage.nbytes()
+                weakref.finalize(storage, self._free, key, storage.nbytes())
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+@torch.no_grad()
+def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCost]:
+    """Per graph, one tile at batch 1: GFLOPs, weight bytes, peak working memory, output bytes."""
+    tile = tile or model.config.tile
+    specs = graph_specs(model.config, tile)
+    flops = count_flops(model, tile)
+    runner = ImageContextRunner(model)
+    costs = {}
+    for g in GRAPHS:
+        inputs = {t.name: a.numpy() for t, a in zip(specs[g].inputs, specs[g].example_inputs())}
+        module = runner.modules[g]
+        args = [torch.from_numpy(inputs[t.name]) for t in specs[g].inputs]
+        with _PeakBytes() as counter:
+            module(*args)
+        out = specs[g].outputs[0]
+        costs[g] = GraphCost(
+            gflops=flops[g] / 1e9,
+            weight_bytes=sum(p.numel() * p.element_size() for p in module.parameters()),
+            activation_bytes=counter.peak,
+            io_bytes=int(np.prod(out.shape)) * 4)
+    return costs
+
+
+def _cached(kind: str, key: str, compute, encode=lambda v: v, decode=lambda v: v):
+    """A measurement cached in memory and in ~/.cache/f2i-mobile/ (a read-only home only costs
+    the measurement next time)."""
+    key = f"{kind}-{key}"
+    if key in _CACHE:
+        return _CACHE[key]
+    path = _cache_dir() / f"tiling-{key}.json"
+    try:
+        value = decode(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        value = compute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(encode(value)))
+        except OSError:
+            pass
+    _CACHE[key] = value
+    return value
+
+
+def cached_receptive_fields(model: F2IDiffSR) -> dict:
+    return _cached("rf", model_key(model), lambda: receptive_fields(model))
+
+
+def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:
+    return _cached(f"costs-t{tile}", model_key(model), lambda: graph_costs(model, tile),
+                   lambda v: {g: vars(c) for g, c in v.items()},
+                   lambda v: {g: GraphCost(**c) for g, c in v.items()})

@@ -1,0 +1,127 @@
+"""The training loop: one stage, through accelerate (one CPU, one GPU, or `accelerate launch`
+over many), with a progress bar, EMA, periodic atomic checkpoints and exact resume.
+
+    OUT/checkpoints/step-0000500/   model/ (a loadable checkpoint), state.pt, trainer.json
+    OUT/model/                      the final model (EMA weights where EMA is on)
+
+A checkpoint's `state.pt` holds the whole stage's tensors plus optimizer, LR schedule and EMA
+state: only tensors and plain containers, so it loads with `torch.load(weights_only=True)`.
+Batches and noise are functions of (seed, step, rank), so nothing else needs saving.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+from f2i_mobile.atomic import atomic_dir
+from f2i_mobile.errors import F2IError
+from f2i_mobile.models import F2IDiffSR, save_pretrained
+from f2i_mobile.train.config import TrainConfig
+from f2i_mobile.train.data import Crops, HRImage
+from f2i_mobile.train.degrade import Degradation
+from f2i_mobile.train.stages import build_stage
+
+CHECKPOINTS = "checkpoints"
+
+
+def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | Path,
+          resume: bool = False, frozen_conditioner: bool = False,
+          progress: bool = True) -> Path:
+    """Train one stage of `model` for `cfg.max_steps` steps; returns OUT/model."""
+    out = Path(out)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    torch.manual_seed(cfg.seed)
+    stage = build_stage(model, cfg, frozen_conditioner).train()
+    optimizer = torch.optim.AdamW(stage.trainable(), lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps)
+    ema = EMAModel(stage.ema_parameters(), decay=cfg.ema_decay) if cfg.ema_decay else None
+    start = load_checkpoint(out, stage, optimizer, schedule, ema, cfg) if resume else 0
+    if start >= cfg.max_steps:
+        raise F2IError(f"{out} is already at step {start}; raise --max-steps to go on")
+    stage, optimizer = accelerator.prepare(stage, optimizer)
+    data = Crops(images, cfg.crop, cfg.batch, cfg.seed, Degradation(
+        replace(cfg.degradation, scale=model.config.scale)), rank=accelerator.process_index)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.num_workers,
+                                         sampler=range(start, cfg.max_steps))
+    bar = tqdm(total=cfg.max_steps, initial=start, desc=f"train {cfg.stage}", unit="step",
+               disable=not (progress and accelerator.is_main_process))
+    tic, done = time.perf_counter(), 0
+    for step, batch in zip(range(start, cfg.max_steps), loader):
+        gen = torch.Generator(accelerator.device).manual_seed(
+            ((cfg.seed * 1_000_003 + step) * 1024 + accelerator.process_index) % 2**63)
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}
+        loss, logs = stage(batch, gen)
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(accelerator.unwrap_model(stage).trainable(), cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(stage).ema_parameters())
+        done += 1
+        rate = done * cfg.batch * accelerator.num_processes / (time.perf_counter() - tic)
+        bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.4f}" for k, v in logs.items()},
+                        samples_s=f"{rate:.1f}")
+        bar.update(1)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(out, step + 1, accelerator.unwrap_model(stage), optimizer,
+                                schedule, ema, cfg)
+    bar.close()
+    final = accelerator.unwrap_model(stage)
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.copy_to(final.ema_parameters())
+        save_pretrained(final.model.eval(), out / "model")
+    return out / "model"
+
+
+def save_checkpoint(out: Path, step: int, stage, optimizer, schedule, ema, cfg) -> Path:
+    folder = out / CHECKPOINTS / f"step-{step:07d}"
+    with atomic_dir(folder) as tmp:
+        save_pretrained(stage.model, tmp / "model")
+        torch.save({"stage": stage.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else {}}, tmp / "state.pt")
+        (tmp / "trainer.json").write_text(json.dumps(
+            {"step": step, "train": cfg.to_dict()}, indent=2) + "\n")
+    old = sorted((out / CHECKPOINTS).glob("step-*"))[:-cfg.keep_checkpoints]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return folder
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted(p for p in (out / CHECKPOINTS).glob("step-*")
+                   if (p / "trainer.json").is_file())
+    return found[-1] if found else None
+
+
+def load_checkpoint(out: Path, stage, optimizer, schedule, ema, cfg: TrainConfig) -> int:
+    folder = latest_checkpoint(out)
+    if folder is None:
+        raise F2IError(f"--resume: no checkpoint under {out / CHECKPOINTS}")
+    meta = json.loads((folder / "trainer.json").read_text())
+    if meta["train"]["stage"] != cfg.stage:
+        raise F2IError(f"--resume: {folder} is a {meta['train']['stage']!r} run, not {cfg.stage!r}")
+    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    stage.load_state_dict(state["stage"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    if ema is not None and state["ema"]:
+        ema.load_state_dict(state["ema"])
+    return int(meta["step"])

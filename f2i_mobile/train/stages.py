@@ -1,0 +1,204 @@
+"""The three training stages. Each is an `nn.Module` whose forward is its loss on one batch, so
+accelerate can wrap it whole (DDP sees exactly the parameters the stage trains).
+
+    vae  the autoencoder on HR crops: L1 of the posterior mean's reconstruction + a small KL
+    fm   the foundation U-Net from scratch on VAE latents of HR crops, conditioned on the
+         conditioner's tokens of the (clean) LR view; the conditioner trains with it unless it
+         holds real DINOv2 weights
+    sr   the one-step network: LoRA on the U-Net and VAE encoder; pixel + perceptual + VSD
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+
+from f2i_mobile.errors import F2IError
+from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models.lora import (
+    add_lora, has_lora, lora_parameters, unet_lora_config, vae_encoder_lora_config,
+)
+from f2i_mobile.train.config import TrainConfig
+
+
+def noise_scheduler(model: F2IDiffSR) -> DDPMScheduler:
+    c = model.config
+    return DDPMScheduler(num_train_timesteps=c.num_train_timesteps, beta_start=c.beta_start,
+                         beta_end=c.beta_end, beta_schedule=c.beta_schedule,
+                         prediction_type=c.prediction_type)
+
+
+def lr_view(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The clean LR view of an HR batch (antialiased bicubic), what the conditioner sees in FM."""
+    size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
+    return F.interpolate(hr, size=size, mode="bicubic", antialias=True).clamp(0, 1)
+
+
+class Stage(nn.Module):
+    name = ""
+
+    def __init__(self, model: F2IDiffSR, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def ema_parameters(self) -> list[nn.Parameter]:
+        return self.trainable()
+
+    def forward(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+
+class VAEStage(Stage):
+    name = "vae"
+
+    def __init__(self, model: F2IDiffSR, cfg: TrainConfig):
+        super().__init__(model, cfg)
+        for p in model.vae.parameters():
+            p.requires_grad_(True)
+
+    def forward(self, batch, gen):
+        x = batch["hr"] * 2 - 1
+        posterior = self.model.vae.encode(x).latent_dist
+        # The posterior mean, not a sample: every later stage encodes with the mean, and a small
+        # VAE trained briefly learns far faster without unit-variance noise on its latents.
+        recon = self.model.vae.decode(posterior.mean).sample
+        l1 = (recon - x).abs().mean()
+        kl = posterior.kl().mean()
+        return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+
+
+class FMStage(Stage):
+    name = "fm"
+
+    def __init__(self, model: F2IDiffSR, cfg: TrainConfig, train_conditioner: bool = True):
+        super().__init__(model, cfg)
+        for p in model.unet.parameters():
+            p.requires_grad_(True)
+        for p in model.conditioner.parameters():
+            p.requires_grad_(train_conditioner)
+        self.scheduler = noise_scheduler(model)
+
+    def forward(self, batch, gen):
+        m, hr = self.model, batch["hr"]
+        with torch.no_grad():
+            z0 = m.vae.encode(hr * 2 - 1).latent_dist.mean * m.config.vae.scaling_factor
+        tokens = condition(m, lr_view(hr, m.config.scale), batch["caption"])
+        noise = torch.randn(z0.shape, generator=gen, device=z0.device)
+        t = torch.randint(0, m.config.num_train_timesteps, (z0.shape[0],), generator=gen,
+                          device=z0.device)
+        zt = self.scheduler.add_noise(z0, noise, t)
+        target = noise if m.config.prediction_type == "epsilon" else \
+            self.scheduler.get_velocity(z0, noise, t)
+        pred = m.unet(zt, t, encoder_hidden_states=tokens).sample
+        loss = F.mse_loss(pred, target)
+        return loss, {"mse": loss.item()}
+
+
+class SRStage(Stage):
+    """OSEDiff's one-step SR training, against the foundation model loaded in `model`.
+
+    The SR adapters are injected into the model's U-Net and VAE encoder; the frozen base U-Net
+    (adapters switched off) is the real score, and a copy of it with its own adapters, trained
+    on the generator's latents, is the fake score of variational score distillation.
+    """
+
+    name = "sr"
+
+    def __init__(self, model: F2IDiffSR, cfg: TrainConfig):
+        super().__init__(model, cfg)
+        c = model.config
+        if has_lora(model.unet):
+            raise F2IError("the sr stage starts from a foundation-model checkpoint (the fm "
+                           "stage's output), not one with SR adapters; use --resume to continue")
+        self.fake_unet = copy.deepcopy(model.unet)
+        add_lora(model.unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
+        add_lora(model.vae, vae_encoder_lora_config(c.lora.rank, c.lora.alpha,
+                                                    c.lora.vae_encoder_targets))
+        add_lora(self.fake_unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
+        for p in (*lora_parameters(model.unet), *lora_parameters(model.vae),
+                  *lora_parameters(self.fake_unet)):
+            p.requires_grad_(True)
+        self.scheduler = noise_scheduler(model)
+
+    def ema_parameters(self) -> list[nn.Parameter]:
+        return lora_parameters(self.model.unet) + lora_parameters(self.model.vae)
+
+    def forward(self, batch, gen):
+        m, cfg, hr, lr = self.model, self.cfg, batch["hr"], batch["lr"]
+        stages = m.stages()
+        tokens = condition(m, lr, batch["caption"]).detach()
+        z_h = stages["unet"](stages["encoder"](lr), tokens)  # unscaled
+        sr = stages["decoder"](z_h)
+        pixel = F.mse_loss(sr, hr)
+        perceptual = F.mse_loss(m.conditioner(sr), m.conditioner(hr).detach()) \
+            if cfg.perceptual_weight and m.conditioner.input_kind == "image" else sr.new_zeros(())
+        z = z_h * m.config.vae.scaling_factor
+        vsd, fake = self._vsd(z, tokens, gen) if cfg.vsd_weight else (z.new_zeros(()),) * 2
+        loss = cfg.pixel_weight * pixel + cfg.perceptual_weight * perceptual \
+            + cfg.vsd_weight * vsd + fake
+        return loss, {"pixel": pixel.item(), "perc": perceptual.item(), "vsd": vsd.item()}
+
+    def _vsd(self, z: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator):
+        """The VSD surrogate loss for the generator and the diffusion loss of the fake score."""
+        n, T = z.shape[0], self.model.config.num_train_timesteps
+        t = torch.randint(int(0.02 * T), int(0.98 * T), (n,), generator=gen, device=z.device)
+        noise = torch.randn(z.shape, generator=gen, device=z.device)
+        zt = self.scheduler.add_noise(z.detach(), noise, t)
+        with torch.no_grad():
+            with adapters_off(self.model.unet):
+                real = self._x0(self.model.unet(zt, t, encoder_hidden_states=tokens).sample, zt, t)
+            fake = self._x0(self.fake_unet(zt, t, encoder_hidden_states=tokens).sample, zt, t)
+            # DMD's normalisation keeps the gradient's scale independent of the timestep.
+            weight = (z.detach() - real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-4)
+            grad = (fake - real) / weight
+        vsd = 0.5 * F.mse_loss(z, (z - grad).detach())
+        pred = self.fake_unet(zt, t, encoder_hidden_states=tokens).sample
+        target = noise if self.model.config.prediction_type == "epsilon" else \
+            self.scheduler.get_velocity(z.detach(), noise, t)
+        return vsd, F.mse_loss(pred, target)
+
+    def _x0(self, pred, zt, t):
+        ab = self.scheduler.alphas_cumprod.to(zt.device)[t].view(-1, 1, 1, 1)
+        if self.model.config.prediction_type == "epsilon":
+            return (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
+        return ab.sqrt() * zt - (1 - ab).sqrt() * pred
+
+
+def condition(model: F2IDiffSR, lr: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """Tokens for a batch: the LR view for the DINOv2 conditioner; for the T2IDiff baseline's
+    text conditioner the image's name stands in for a caption."""
+    return model.condition(lr, captions if model.conditioner.input_kind == "text" else None)
+
+
+def _set_adapters(module: nn.Module, enabled: bool) -> None:
+    for layer in module.modules():
+        if isinstance(layer, BaseTunerLayer):
+            layer.enable_adapters(enabled)
+
+
+@contextlib.contextmanager
+def adapters_off(module: nn.Module):
+    _set_adapters(module, False)
+    try:
+        yield
+    finally:
+        _set_adapters(module, True)
+
+
+def build_stage(model: F2IDiffSR, cfg: TrainConfig, frozen_conditioner: bool = False) -> Stage:
+    if cfg.stage == "vae":
+        return VAEStage(model, cfg)
+    if cfg.stage == "fm":
+        return FMStage(model, cfg, train_conditioner=not frozen_conditioner)
+    return SRStage(model, cfg)

@@ -1,0 +1,288 @@
+"""The tiler: plans, seamless blending, orders, the memory budget, streaming writes, colour fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tracemalloc
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from f2i_mobile.cli import main
+from f2i_mobile.errors import F2IError
+from f2i_mobile.graphs import graph_modules
+from f2i_mobile.pipeline import SeamWarning, UpscaleOptions, open_engine, plan_job
+from f2i_mobile.tiling.colorfix import adain, low_frequency, wavelet
+from f2i_mobile.tiling.planner import Schedule, default_overlap, photo_calls, plan_tiles
+from f2i_mobile.tiling.scheduler import TileScheduler, pad_reflect
+from f2i_mobile.tiling.writer import write_bands
+
+TILE = 64  # tiny model tile for the seam tests: room for a seam-safe overlap
+
+
+def photo(h, w, seed=0):
+    """A smooth random image (natural-ish spectrum), H x W x 3 float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((max(2, h // 6), max(2, w // 6), 3)).astype(np.float32)
+    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+# --- the planner (torch-free) ---
+
+def test_planner_imports_no_torch():
+    code = ("import sys; import f2i_mobile.tiling.planner, android_bench.plan; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (16, 16), (17, 16), (61, 29), (100, 37)])
+@pytest.mark.parametrize("overlap,rf", [(0, None), (4, None), (8, 3), (6, 1)])
+def test_blend_weights_are_a_partition_of_unity(size, overlap, rf):
+    w, h = size
+    plan = plan_tiles(w, h, scale=4, tile=16, overlap=overlap, multiple=2, receptive_field=rf)
+    cw, ch = plan.canvas
+    assert cw >= max(w, 16) and ch >= max(h, 16)
+    total = np.zeros((ch * 4, cw * 4))
+    for t in plan.tiles:
+        total[t.out.y0:t.out.y1, t.out.x0:t.out.x1] += plan.weights(t)
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    if rf and plan.seam_safe:  # nothing within rf of a tile's inner edge is used
+        mu = plan.margin * 4
+        t = plan.tiles[0]
+        if plan.cols > 1:
+            assert not plan.weights(t)[:, -mu:].any()
+
+
+def test_plan_rounds_overlap_to_the_multiple_and_refuses_bad_tiles():
+    plan = plan_tiles(100, 50, scale=4, tile=32, overlap=5, multiple=4)
+    assert plan.overlap == 8 and plan.stride == 24 and all(t.lr.x0 % 4 == 0 for t in plan.tiles)
+    with pytest.raises(F2IError, match="multiple of 4"):
+        plan_tiles(100, 50, scale=4, tile=30, overlap=4, multiple=4)
+    with pytest.raises(F2IError, match="more than half"):
+        plan_tiles(100, 50, scale=4, tile=32, overlap=20, multiple=4)
+
+
+def test_photo_calls_from_a_manifest_for_the_bench():
+    from android_bench.plan import photo_plan
+    from f2i_mobile.manifest import GraphInfo, Manifest
+
+    graphs = {g: GraphInfo(g, "", [], [], flops=2_000_000_000 * (i + 1))
+              for i, g in enumerate(("conditioner", "encoder", "unet", "decoder"))}
+    manifest = Manifest({"name": "m"}, 4, 128, 512, 1, {}, graphs)
+    plan, calls = photo_calls(manifest, 4000, 3000)
+    assert plan.cols == 1 + -(-(1000 - 128) // 96) and plan.rows == 1 + -(-(750 - 128) // 96)
+    assert calls == {"conditioner": 1, "encoder": plan.count, "unet": plan.count,
+                     "decoder": plan.count}
+    assert plan.gflops == pytest.approx(2 + (4 + 6 + 8) * plan.count)
+    p = photo_plan(manifest, 4000, 3000)
+    assert p.tiles == plan.count and p.calls == calls
+
+
+# --- seams ---
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    return open_engine(None, UpscaleOptions(tile=TILE), model=tiny_model)
+
+
+def untiled(model, canvas, tokens):
+    """The whole canvas through the plain graphs (GroupNorm and attention over the whole
+    image), with the same image-wide conditioning tokens."""
+    stages = graph_modules(model)
+    x = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1)))[None]
+    with torch.no_grad():
+        sr = stages["decoder"](stages["unet"](stages["encoder"](x), torch.from_numpy(tokens)))
+    return sr[0].permute(1, 2, 0).numpy()
+
+
+def run_tiled(engine, rgb, overlap=None, order="tile", batch=1, spill=False):
+    options = UpscaleOptions(tile=TILE, overlap=overlap, order=order, batch=batch)
+    job = plan_job(engine, (rgb.shape[1], rgb.shape[0]), None, options)
+    schedule = Schedule(order, batch, spill, 0)
+    sched = TileScheduler(engine.runner, job.plan, schedule, progress=False)
+    bands = list(sched.bands(rgb))
+    assert [y for y, _ in bands] == sorted(y for y, _ in bands)
+    return job.plan, sched, np.concatenate([b for _, b in bands])
+
+
+def test_receptive_field_is_measured_and_local(engine):
+    rf = engine.receptive_field
+    assert 0 < rf["chain"] < TILE // 2 - 2 and not rf["saturated"]
+    assert rf["decoder"] <= rf["chain"] and rf["encoder"] <= rf["chain"]
+
+
+def test_tiled_equals_untiled_when_overlap_covers_the_receptive_field(engine, tiny_model):
+    overlap = default_overlap(engine.receptive_field["chain"], TILE, engine.multiple)
+    size = 2 * TILE - overlap  # 2 x 2 tiles whose canvas is the image itself
+    rgb = photo(size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeamWarning)
+        plan, sched, tiled = run_tiled(engine, rgb)
+    assert plan.count == 4 and plan.seam_safe and plan.canvas == (size, size)
+    ref = untiled(tiny_model, rgb, sched._tokens[None])
+    assert np.abs(tiled - ref).max() < 1e-3
+
+
+def test_too_small_overlap_warns_and_does_seam(engine, tiny_model):
+    size = 100
+    rgb = photo(size, size, seed=1)
+    with pytest.warns(SeamWarning, match="below"):
+        plan, sched, tiled = run_tiled(engine, rgb, overlap=4)
+    assert not plan.seam_safe
+    ref = untiled(tiny_model, pad_reflect(rgb, *plan.canvas[::-1]), sched._tokens[None])
+    assert np.abs(tiled - ref[: size * 4, : size * 4]).max() > 1e-3  # the warning was earned
+
+
+def test_both_orders_batches_and_spilling_give_the_same_output(engine):
+    rgb = photo(71, 99, seed=2)  # odd size: 3 x 2 tiles, padded canvas
+    _, _, a = run_tiled(engine, rgb, order="tile", batch=1)
+    _, _, b = run_tiled(engine, rgb, order="stage", batch=3)
+    _, _, c = run_tiled(engine, rgb, order="stage", batch=2, spill=True)
+    assert a.shape == (284, 396, 3)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+# --- the command line ---
+
+def upscale(args, capsys):
+    code = main(["upscale", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("kind", ["rgba", "gray16", "one_pixel", "rgb_small"])
+def test_cli_tiles_every_kind_of_input(kind, tmp_path, tiny_checkpoint, capsys):
+    rng = np.random.default_rng(3)
+    h, w = {"one_pixel": (1, 1), "rgb_small": (7, 5)}.get(kind, (37, 45))
+    src = tmp_path / "in.png"
+    if kind == "rgba":
+        a = np.dstack([(rng.random((h, w, 3)) * 255).astype(np.uint8),
+                       np.full((h, w), 77, np.uint8)])
+        Image.fromarray(a, "RGBA").save(src)
+    elif kind == "gray16":
+        cv2.imwrite(str(src), (rng.random((h, w)) * 65535).astype(np.uint16))
+    else:
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(src)
+    dst = tmp_path / "out.png"
+    code, out, err = upscale([src, "-o", dst, "--model", tiny_checkpoint, "--tile", 16,
+                              "--overlap", 4, "--order", "stage"], capsys)
+    assert code == 0, err
+    assert f"({4 * w}x{4 * h})" in out
+    if kind == "gray16":
+        data = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+        assert data.dtype == np.uint16 and data.shape == (4 * h, 4 * w)
+        assert int(out.split(", ")[-1].split()[0]) > 1  # it really was tiled
+    else:
+        with Image.open(dst) as im:
+            assert im.size == (4 * w, 4 * h)
+            assert im.mode == ("RGBA" if kind == "rgba" else "RGB")
+            if kind == "rgba":
+                assert (np.asarray(im)[..., 3] == 77).all()
+
+
+def test_budget_that_cannot_be_met_is_one_line_before_any_work(tmp_path, tiny_checkpoint,
+                                                               capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray((photo(40, 40) * 255).astype(np.uint8)).save(src)
+    dst = tmp_path / "out.png"
+    code, _, err = upscale([src, "-o", dst, "--model", tiny_checkpoint, "--memory-budget",
+                            "1MiB"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "cannot be met" in err and "needs at least" in err
+    assert not dst.exists()
+
+
+def test_plan_prints_tiles_flops_and_memory_and_runs_nothing(tmp_path, tiny_checkpoint,
+                                                             capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray((photo(40, 50) * 255).astype(np.uint8)).save(src)
+    code, out, err = upscale([src, "-o", tmp_path / "o.png", "--model", tiny_checkpoint,
+                              "--tile", 16, "--overlap", 2, "--plan"], capsys)
+    assert code == 0, err
+    assert "tiles: 12 (4 x 3)" in out and "GFLOPs" in out and "peak memory estimate" in out
+    assert "warning: overlap 2 LR px is below" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+# --- the streaming writer ---
+
+@pytest.mark.parametrize("suffix,channels", [(".png", 4), (".tif", 4), (".png", 1),
+                                             (".tif", 2)])
+def test_writer_round_trip_16bit_without_holding_the_image(suffix, channels, tmp_path):
+    w, rows = 1000, 50
+    shape = (w,) if channels == 1 else (w, channels)
+
+    def band(y):  # deterministic content made on demand (uint16 arithmetic wraps mod 2^16)
+        base = (np.arange(y, y + rows, dtype=np.uint16)[:, None] * np.uint16(37)
+                + np.arange(w, dtype=np.uint16) * np.uint16(11))
+        data = np.stack([base + np.uint16(9973 * c) for c in range(channels)], axis=-1)
+        return data.reshape((rows, *shape))
+
+    peaks = {}
+    for h in (1000, 4000):  # the writer's memory must not grow with the image
+        path = tmp_path / f"big{h}{suffix}"
+        tracemalloc.start()
+        write_bands(path, w, h, channels, np.uint16, (band(y) for y in range(0, h, rows)))
+        peaks[h] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    whole_bytes = 4000 * w * channels * 2
+    assert peaks[4000] < whole_bytes / 4 and peaks[4000] < 1.5 * peaks[1000] + (1 << 20), peaks
+    back = (tifffile.imread(path) if suffix == ".tif"
+            else cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+    if suffix == ".png" and channels == 4:
+        back = back[..., [2, 1, 0, 3]]
+    want = np.concatenate([band(y) for y in range(0, 4000, rows)])
+    np.testing.assert_array_equal(back, want)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_writer_leaves_nothing_when_the_bands_fail(tmp_path):
+    def bands():
+        yield np.zeros((10, 20, 3), np.uint8)
+        raise F2IError("runner failed")
+
+    with pytest.raises(F2IError):
+        write_bands(tmp_path / "o.png", 20, 30, 3, np.uint8, bands())
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- colour fix ---
+
+def test_adain_matches_channel_statistics():
+    rng = np.random.default_rng(4)
+    img, ref = rng.random((32, 32, 3)).astype(np.float32), photo(32, 32)
+    out = adain(img, ref)
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), ref.mean(axis=(0, 1)), atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(0, 1)), ref.std(axis=(0, 1)), atol=1e-4)
+
+
+def test_wavelet_takes_low_frequencies_from_the_reference():
+    rng = np.random.default_rng(5)
+    detail = (rng.random((64, 64, 3)).astype(np.float32) - 0.5) * 0.1
+    sr = np.clip(photo(64, 64, seed=6) * 0.5 + 0.4 + detail, 0, 1)  # colour-shifted
+    ref = photo(64, 64, seed=6)
+    out = wavelet(sr, ref)
+    before = np.abs(low_frequency(sr) - low_frequency(ref)).max()
+    after = np.abs(low_frequency(out) - low_frequency(ref)).max()
+    assert after < before / 5  # the colour shift is gone (the filter is not idempotent)
+    hf = out - low_frequency(out)
+    assert np.corrcoef(hf.ravel(), (sr - low_frequency(sr)).ravel())[0, 1] > 0.99
+
+
+def test_color_fix_runs_through_the_cli(tmp_path, tiny_checkpoint, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray((photo(20, 24) * 255).astype(np.uint8)).save(src)
+    for method in ("adain", "wavelet"):
+        code, _, err = upscale([src, "-o", tmp_path / f"{method}.png", "--model",
+                                tiny_checkpoint, "--color-fix", method], capsys)
+        assert code == 0, err
+    a = np.asarray(Image.open(tmp_path / "adain.png"), np.float32) / 255
+    lr_mean = np.asarray(Image.open(src), np.float32).mean(axis=(0, 1)) / 255
+    assert np.abs(a.mean(axis=(0, 1)) - lr_mean).max() < 0.05

@@ -1,0 +1,186 @@
+"""The training core: each stage learns, resume is exact, the degradation is seedable and does
+what its parameters say, bad data is skipped with a warning."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from f2i_mobile.models import build_model, from_pretrained, preset
+from f2i_mobile.train.config import TrainConfig, default_train_config
+from f2i_mobile.train.data import Crops, HRImage, bundled_images, folder_images
+from f2i_mobile.train.degrade import Degradation, DegradationConfig, DegradationOrder
+from f2i_mobile.train.run import run_stage
+from f2i_mobile.train.stages import build_stage
+
+CLI = [sys.executable, "-m", "f2i_mobile.cli"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return bundled_images(("astronaut", "coffee"))
+
+
+def fixed_batch(images, scale=4):
+    cfg = DegradationConfig(scale=scale)
+    return Crops(images, crop=32, batch=4, seed=0, degrade=Degradation(cfg))[0]
+
+
+def tiny_start(stage: str):
+    """The model each stage starts from: fresh (vae, fm) or a foundation model (sr)."""
+    return build_model(preset("tiny"), seed=0, lora=False)
+
+
+@pytest.mark.parametrize("stage", ["vae", "fm", "sr"])
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(stage, images):
+    torch.manual_seed(0)
+    cfg = TrainConfig(stage, crop=32, batch=4)
+    module = build_stage(tiny_start(stage), cfg).train()
+    optimizer = torch.optim.AdamW(module.trainable(), lr=2e-3)
+    batch = fixed_batch(images)
+    losses = []
+    for _ in range(12):
+        loss, _ = module(batch, torch.Generator().manual_seed(0))  # same noise every step
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_sr_stage_trains_only_the_adapters(images):
+    module = build_stage(tiny_start("sr"), TrainConfig("sr"))
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+    assert any(n.startswith("model.vae.encoder") for n in names)
+    assert not any(n.startswith("model.vae.decoder") for n in names)
+    assert any(n.startswith("fake_unet") for n in names)
+
+
+def _state(folder):
+    return torch.load(folder / "state.pt", weights_only=True)
+
+
+def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path, images):
+    cfg = default_train_config("fm").replace(max_steps=4, checkpoint_every=2, batch=2, crop=32)
+    vae = run_stage(default_train_config("vae").replace(max_steps=1, batch=2, crop=32),
+                    str(tmp_path / "vae"), preset_name="tiny", progress=False,
+                    data=None if images is None else None)
+    straight = run_stage(cfg, str(tmp_path / "a"), init=str(vae), progress=False)
+    run_stage(cfg.replace(max_steps=2), str(tmp_path / "b"), init=str(vae), progress=False)
+    resumed = run_stage(cfg, str(tmp_path / "b"), init=str(vae), resume=True, progress=False)
+
+    a = _state(tmp_path / "a/checkpoints/step-0000004")
+    b = _state(tmp_path / "b/checkpoints/step-0000004")
+    for key, value in a["stage"].items():
+        assert torch.equal(value, b["stage"][key]), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for i, s in a["optimizer"]["state"].items():
+        for k, v in s.items():
+            assert torch.equal(v, b["optimizer"]["state"][i][k]), (i, k)
+    assert a["ema"]["optimization_step"] == b["ema"]["optimization_step"] == 4
+    ma, mb = from_pretrained(straight), from_pretrained(resumed)
+    for (k, v), (_, w) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+def test_vae_stage_fits_the_latent_scale(tmp_path):
+    out = run_stage(default_train_config("vae").replace(max_steps=2, batch=2, crop=32),
+                    str(tmp_path / "vae"), preset_name="tiny", progress=False)
+    model = from_pretrained(out)
+    assert model.config.vae.scaling_factor != preset("tiny").vae.scaling_factor
+    assert model.one_step.scaling_factor == model.config.vae.scaling_factor
+    assert "train vae" in model.metadata["origin"]
+
+
+def _only(**first) -> DegradationConfig:
+    """A degradation with everything off except what `first` turns on (first order only)."""
+    off = DegradationOrder(blur_prob=0.0, resize_prob=(0.0, 0.0, 1.0), gaussian_noise_prob=1.0,
+                           noise_sigma=(0.0, 0.0), jpeg_quality=(100.0, 100.0))
+    return DegradationConfig(first=replace(off, **first), second=off, final_sinc_prob=0.0)
+
+
+def _laplacian_energy(image: np.ndarray) -> float:
+    import cv2
+
+    return float(np.abs(cv2.Laplacian(image.mean(axis=2), cv2.CV_32F)).mean())
+
+
+def test_degradation_is_deterministic_under_a_seed(images):
+    hr = images[0].pixels[:128, :128]
+    d = Degradation()
+    a = d(hr, np.random.default_rng(7))
+    b = d(hr, np.random.default_rng(7))
+    c = d(hr, np.random.default_rng(8))
+    assert a.shape == (32, 32, 3) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_degradation_statistics_follow_its_parameters(images):
+    hr = images[0].pixels[:256, :256]
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    low = Degradation(_only(noise_sigma=(2.0, 2.0)))(hr, rng())
+    high = Degradation(_only(noise_sigma=(25.0, 25.0)))(hr, rng())
+    assert _laplacian_energy(high) > 1.3 * _laplacian_energy(low)
+    sharp = Degradation(_only(blur_prob=1.0, blur_sigma=(0.2, 0.2), kernel_prob=(1, 0, 0, 0, 0, 0),
+                              sinc_prob=0.0))(hr, rng())
+    blurred = Degradation(_only(blur_prob=1.0, blur_sigma=(3.0, 3.0),
+                                kernel_prob=(1, 0, 0, 0, 0, 0), sinc_prob=0.0))(hr, rng())
+    assert _laplacian_energy(blurred) < 0.8 * _laplacian_energy(sharp)
+    clean = Degradation(_only())(hr, rng())
+    jpeg = Degradation(_only(jpeg_quality=(10.0, 10.0)))(hr, rng())
+    assert np.abs(jpeg - clean).mean() > 0.005
+
+
+def test_a_corrupt_image_in_the_data_folder_is_skipped_with_a_warning(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "sub/b.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    good = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
+    with pytest.warns(UserWarning) as caught:
+        found = folder_images(tmp_path)
+    assert sorted(i.name for i in found) == ["a.png", "sub/b.jpg"]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.png" in messages and "truncated.png" in messages
+
+
+def test_crops_are_a_function_of_seed_and_step():
+    image = [HRImage("x", np.random.default_rng(0).random((64, 80, 3), dtype=np.float32))]
+    crops = Crops(image, crop=32, batch=2, seed=3, degrade=Degradation())
+    assert torch.equal(crops[5]["lr"], crops[5]["lr"])
+    assert not torch.equal(crops[5]["hr"], crops[6]["hr"])
+    assert crops[5]["lr"].shape == (2, 3, 8, 8)
+
+
+def test_train_cli_errors_are_one_line(tmp_path):
+    for args, needle in ((["train", "sr", "--out", str(tmp_path / "x")], "--init"),
+                         (["train", "vae", "--preset", "tiny", "--out", str(tmp_path / "y"),
+                           "--data", str(tmp_path / "nope")], "not a folder"),
+                         (["train", "fm", "--out", str(tmp_path / "z")], "--init")):
+        r = subprocess.run(CLI + args, capture_output=True, text=True)
+        assert r.returncode == 1, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+        assert not (tmp_path / "x" / "model").exists()
+
+
+def test_eval_reports_model_and_bicubic(tiny_checkpoint):
+    r = subprocess.run(CLI + ["eval", "--model", str(tiny_checkpoint), "--json"],
+                       capture_output=True, text=True, check=True)
+    result = json.loads(r.stdout)
+    names = [x["name"] for x in result["images"]]
+    assert names == ["motorcycle_left", "camera", "coins"]
+    for x in result["images"]:
+        assert x["hr_size"] % 4 == 0 and x["hr_size"] <= 512
+        assert 15 < x["bicubic_psnr"] < 40 and 0 < x["bicubic_ssim"] <= 1
+    assert result["mean"]["psnr"] == pytest.approx(np.mean([x["psnr"] for x in result["images"]]))
