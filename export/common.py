@@ -30,24 +30,6 @@ class Fp16Graph(nn.Module):
         return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
-class NHWCGraph(nn.Module):
-    """The graph with NHWC image/latent I/O (token sequences unchanged): TFLite's GPU and NPU
-    delegates work in NHWC, and transposes at the graph's edges cost less there than inside."""
-
-    def __init__(self, module: nn.Module, spec: GraphSpec):
-        super().__init__()
-        self.inner = module
-        self.in_nchw = [t.layout == "NCHW" for t in spec.inputs]
-        self.out_nchw = [t.layout == "NCHW" for t in spec.outputs]
-
-    def forward(self, *inputs: torch.Tensor):
-        args = [x.permute(0, 3, 1, 2) if c else x for x, c in zip(inputs, self.in_nchw)]
-        out = self.inner(*args)
-        outs = out if isinstance(out, tuple) else (out,)
-        outs = tuple(o.permute(0, 2, 3, 1) if c else o for o, c in zip(outs, self.out_nchw))
-        return outs if isinstance(out, tuple) else outs[0]
-
-
 def nhwc_layout(spec: GraphSpec) -> dict[str, str]:
     return {t.name: "NHWC" for t in (*spec.inputs, *spec.outputs) if t.layout == "NCHW"}
 

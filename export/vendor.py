@@ -29,15 +29,19 @@ class VendorSDK:
     sdk: str
     env: str
     module: str  # the ExecuTorch partitioner's module
+    soc: str  # target chip, overridden by F2I_<BACKEND>_SOC (each NPU compiles for one chip)
+
+    def target(self) -> str:
+        return os.environ.get(f"F2I_{self.backend.upper()}_SOC", self.soc)
 
 
 VENDORS = {
     "qnn": VendorSDK("qnn", "the Qualcomm AI Engine Direct (QNN) SDK", "QNN_SDK_ROOT",
-                     "executorch.backends.qualcomm.partition.qnn_partitioner"),
+                     "executorch.backends.qualcomm.partition.qnn_partitioner", "SM8650"),
     "mediatek": VendorSDK("mediatek", "MediaTek's NeuroPilot Express SDK", "NEUROPILOT_SDK_ROOT",
-                          "executorch.backends.mediatek"),
+                          "executorch.backends.mediatek", "mt6989"),
     "samsung": VendorSDK("samsung", "Samsung's Exynos AI LiteCore", "EXYNOS_AI_LITECORE_ROOT",
-                         "executorch.backends.samsung.partition.enn_partitioner"),
+                         "executorch.backends.samsung.partition.enn_partitioner", "E9955"),
 }
 
 
@@ -56,34 +60,57 @@ def check(backend: str) -> VendorSDK:
     return v
 
 
-def _partitioner(backend: str):
-    soc = os.environ.get("F2I_QNN_SOC", "SM8650")
+def compile_specs(backend: str) -> list:
+    """The CompileSpecs each vendor's ExecuTorch backend requires: the target chip (and, for QNN,
+    HTP in fp16: the HTP runs float graphs in fp16 only). Built from ExecuTorch's own schema
+    helpers, which import without the SDK."""
+    soc = VENDORS[backend].target()
     if backend == "qnn":
-        from executorch.backends.qualcomm.partition.qnn_partitioner import QnnPartitioner
         from executorch.backends.qualcomm.serialization.qc_schema import QcomChipset
         from executorch.backends.qualcomm.utils.utils import (
             generate_htp_compiler_spec, generate_qnn_executorch_compiler_spec)
 
-        specs = generate_qnn_executorch_compiler_spec(
-            soc_model=getattr(QcomChipset, soc),
+        if soc not in QcomChipset.__members__:
+            raise F2IError(f"F2I_QNN_SOC={soc} is not a Qualcomm chip ExecuTorch knows "
+                           f"(e.g. SM8550, SM8650, SM8750)")
+        return generate_qnn_executorch_compiler_spec(
+            soc_model=QcomChipset[soc],
             backend_options=generate_htp_compiler_spec(use_fp16=True))
-        return QnnPartitioner(specs), {"soc": soc}
+    if backend == "mediatek":
+        from executorch.exir.backend.compile_spec_schema import CompileSpec
+
+        return [CompileSpec("platform-config", soc.encode())]  # NeuropilotBackend requires it
+    from executorch.backends.samsung.serialization.compile_options import (
+        SamsungChipset, gen_samsung_backend_compile_spec)
+
+    if soc.upper() not in SamsungChipset.__members__:
+        raise F2IError(f"F2I_SAMSUNG_SOC={soc} is not an Exynos chip ExecuTorch knows "
+                       f"({', '.join(SamsungChipset.__members__)})")
+    return [gen_samsung_backend_compile_spec(soc)]
+
+
+def _partitioner(backend: str):
+    specs = compile_specs(backend)
+    if backend == "qnn":
+        from executorch.backends.qualcomm.partition.qnn_partitioner import QnnPartitioner
+
+        return QnnPartitioner(specs)
     if backend == "mediatek":
         from executorch.backends.mediatek import NeuropilotPartitioner
 
-        return NeuropilotPartitioner([]), {}
+        return NeuropilotPartitioner(specs)
     from executorch.backends.samsung.partition.enn_partitioner import EnnPartitioner
 
-    return EnnPartitioner([]), {}
+    return EnnPartitioner(specs)
 
 
 def lower_for(backend: str):
     def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
         from export.executorch import delegated_calls, to_program
 
-        partitioner, extra = _partitioner(backend)
-        buffer, edge = to_program(with_precision(module, precision), spec, [partitioner])
+        buffer, edge = to_program(with_precision(module, precision), spec,
+                                   [_partitioner(backend)])
         path.write_bytes(buffer)
         return Lowered(details={"delegate": backend, "delegated_calls": delegated_calls(edge),
-                                **extra})
+                                "soc": VENDORS[backend].target()})
     return lower

@@ -160,3 +160,38 @@ def test_open_runner_says_what_the_export_has(exported):
                        text=True)
     assert r.returncode == 1 and "manifest.json" in r.stderr
     assert json.loads((out / "manifest.json").read_text())["format"]
+
+
+def test_vendor_compile_specs_name_the_target_chip(monkeypatch):
+    """Each vendor backend gets the CompileSpecs its ExecuTorch backend requires (built without
+    the SDK); a chip the backend does not know is one line."""
+    from executorch.backends.samsung.serialization.compile_options import (
+        ENN_COMPILE_OPTION_TITLE)
+
+    from export.vendor import compile_specs
+
+    assert [(s.key, s.value) for s in compile_specs("mediatek")] == [("platform-config",
+                                                                      b"mt6989")]
+    assert [s.key for s in compile_specs("samsung")] == [ENN_COMPILE_OPTION_TITLE]
+    default = compile_specs("qnn")
+    assert default
+    monkeypatch.setenv("F2I_QNN_SOC", "SM8550")
+    assert [s.value for s in compile_specs("qnn")] != [s.value for s in default]
+    monkeypatch.setenv("F2I_QNN_SOC", "SM9999")
+    with pytest.raises(F2IError, match="F2I_QNN_SOC=SM9999"):
+        compile_specs("qnn")
+    monkeypatch.setenv("F2I_SAMSUNG_SOC", "E1234")
+    with pytest.raises(F2IError, match="F2I_SAMSUNG_SOC=E1234"):
+        compile_specs("samsung")
+
+
+def test_qnn_with_an_sdk_folder_goes_through_executorch_qnn(tmp_path, tiny_model, monkeypatch):
+    """With QNN_SDK_ROOT set, the graph reaches ExecuTorch's QNN partitioner, which loads the
+    SDK's HTP library; a folder without it fails there, reported with backend and graph."""
+    monkeypatch.setenv("QNN_SDK_ROOT", str(tmp_path))
+    out = tmp_path / "out"
+    manifest, failures = export_model(tiny_model, out, parse_backends("qnn"), fail_fast=True,
+                                      progress=False)
+    assert [(f.backend, f.graph) for f in failures] == [("qnn", "conditioner")]
+    assert "QNN" in failures[0].reason
+    assert manifest.artifacts == [] and visible_files(out) == {"manifest.json"}
