@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 from f2i_mobile.atomic import atomic_dir
 from f2i_mobile.errors import F2IError
-from f2i_mobile.evaluate import bicubic_lr
 from f2i_mobile.graphs import GRAPHS, graph_specs
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.runners.torch_runner import TorchRunner
 from f2i_mobile.train.data import HELD_OUT, HRImage, bundled_images, folder_images, random_crop
+from f2i_mobile.train.degrade import bicubic_downscale
 
 FORMAT = "f2i-mobile-calibration/1"
 INDEX = "calibration.json"
@@ -102,9 +102,10 @@ def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
         # adding tiles never changes the earlier ones.
         source = sources[i % len(sources)]
         hr = random_crop(source.pixels, hr_size, np.random.default_rng([seed, i]))
-        hr8 = np.round(np.clip(hr, 0.0, 1.0) * 255.0).astype(np.uint8).transpose(2, 0, 1)
-        hr_t = torch.from_numpy(hr8.astype(np.float32) / 255.0)[None]
-        values = {"lr": bicubic_lr(hr_t, config.scale).numpy()}
+        hr8 = np.round(np.clip(hr, 0.0, 1.0) * 255.0).astype(np.uint8)
+        lr = bicubic_downscale(hr8.astype(np.float32) / 255.0, config.scale)
+        values = {"lr": np.ascontiguousarray(lr.transpose(2, 0, 1))[None]}
+        hr8 = hr8.transpose(2, 0, 1)
         for graph in GRAPHS:
             values.update(runner.run(graph, {t.name: values[t.name]
                                              for t in specs[graph].inputs}))

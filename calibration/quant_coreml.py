@@ -19,19 +19,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from export import coreml as export_coreml
 from f2i_mobile.atomic import atomic_dir
 from f2i_mobile.errors import F2IError
+from f2i_mobile.graphs import GraphSpec
 
 
-def convert_float(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
-                  path: Path):
+def convert_float(module: nn.Module, spec: GraphSpec, path: Path):
+    """The float16-compute mlprogram of the export layer (export/coreml.py), loaded for
+    compression (its spec only: nothing is compiled or run)."""
     import coremltools as ct
 
-    program = torch.export.export(module.eval(), example).run_decompositions({})
-    return ct.convert(program, convert_to="mlprogram",
-                      minimum_deployment_target=ct.target.iOS17,
-                      compute_precision=ct.precision.FLOAT16,
-                      inputs=[ct.TensorType(name=n, shape=a.shape) for n, a in zip(names, example)])
+    export_coreml.lower(module, spec, path, "fp16")
+    return ct.models.MLModel(str(path), skip_model_load=True)
 
 
 def _coreml_config(scheme: str):

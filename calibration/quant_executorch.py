@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from f2i_mobile.graphs import GraphSpec
+
 QUANTIZERS = ("pt2e", "nncf")
 Inputs = Sequence[tuple[torch.Tensor, ...]]
 
@@ -77,14 +79,14 @@ def quantize(module: nn.Module, inputs: Inputs, quantizer: str = "pt2e",
     raise ValueError(f"quantizer {quantizer!r}: choose one of {QUANTIZERS}")
 
 
-def lower(converted: torch.fx.GraphModule, example: tuple[torch.Tensor, ...]) -> bytes:
-    """A .pte program for the converted graph, XNNPACK-delegated."""
+def lower(converted: torch.fx.GraphModule, spec: GraphSpec) -> bytes:
+    """A .pte program for the converted graph, XNNPACK-delegated, through the export layer's
+    ExecuTorch lowering (export/executorch.py)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
 
-    program = torch.export.export(converted, example)
-    return to_edge_transform_and_lower(
-        program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    from export.executorch import to_program
+
+    return to_program(converted, spec, [XnnpackPartitioner()])[0]
 
 
 def scale_nodes(converted: torch.fx.GraphModule) -> list[torch.fx.Node]:

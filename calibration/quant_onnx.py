@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from f2i_mobile.atomic import atomic_file
 
@@ -24,18 +23,9 @@ from f2i_mobile.atomic import atomic_file
 OPS = ("Conv", "MatMul", "Gemm")
 
 
-def convert_float(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
-                  outputs: list[str], path: Path) -> None:
-    import onnx
-
-    with atomic_file(path) as tmp:
-        torch.onnx.export(module.eval(), example, str(tmp), dynamo=True, input_names=names,
-                          output_names=outputs, external_data=False, verbose=False)
-        onnx.checker.check_model(str(tmp))
-
-
 def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names: list[str],
              path: Path) -> dict:
+    """Quantize the float .onnx (export/onnx.py) at `float_path` into `path`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -62,21 +52,6 @@ def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "calibration": "minmax",
             "quantized_ops": list(OPS)}
-
-
-class ONNXGraph:
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, *args: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {n: np.ascontiguousarray(a, dtype=np.float32)
-                                       for n, a in zip(self.names, args)})
 
 
 def perturb_scale(path: Path, factor: float) -> str:

@@ -4,31 +4,35 @@
     OUT/<backend>/<graph>.<scheme>.<ext> one artifact per graph, atomically written
     OUT/manifest.json                    an Artifact per graph, precision = the scheme
 
-Each backend goes through its own tool (schemes.py); `open_quantized` runs the artifacts with the
+Each backend goes through its own tool (schemes.py), on top of the export layer's float lowering
+(export/), its manifest and artifact names; `open_quantized` runs the artifacts with the
 backend's runtime here (Core ML: the torch graphs with the same compressed weights).
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from calibration import quant_coreml, quant_executorch, quant_onnx, quant_tflite
 from calibration.capture import CalibrationSet, capture, is_calibration_set, load_calibration
 from calibration.schemes import check_scheme
+from export import onnx as export_onnx
+from export.pipeline import BACKENDS, artifact_name, new_manifest, open_manifest
+from f2i_mobile.atomic import atomic_file
 from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import GRAPHS, count_params, graph_modules, graph_specs, one_step_record
-from f2i_mobile.manifest import Artifact, GraphInfo, Manifest, TensorInfo, path_size, sha256_path
+from f2i_mobile.graphs import GRAPHS, GraphSpec, graph_modules, graph_specs
+from f2i_mobile.manifest import Artifact, Manifest, path_size, sha256_path
 from f2i_mobile.models import F2IDiffSR
-from f2i_mobile.runners.base import GraphRunner
+from f2i_mobile.runners import GraphRunner, open_runner
+from f2i_mobile.runners.torch_runner import TorchRunner
 
 CALIBRATION_DIR = "calibration"
-EXTENSIONS = {"executorch": ".pte", "tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
 MIXED = "mixed"  # the precision name of a mixed-precision artifact (sensitivity.py)
 
 
@@ -61,58 +65,30 @@ def prepare_calibration(model: F2IDiffSR, out: Path, source: str | Path | None,
     return capture(model, target, source, tile=tile, **kwargs)
 
 
-def model_manifest(model: F2IDiffSR, out: Path, tile: int) -> Manifest:
-    """The export's manifest when there is one, else a new one for this model and tile."""
-    try:
-        manifest = Manifest.load(out)
-    except F2IError:
-        manifest = None
-    if manifest is not None:
-        if manifest.model.get("config_hash") != model.config.hash() or manifest.tile != tile:
-            raise F2IError(f"{out}: the export there is of another model or tile")
-        return manifest
-    specs = graph_specs(model.config, tile)
-    params = count_params(model)
-    graphs = {name: GraphInfo(
-        name=name, description=spec.description, params=params[name],
-        inputs=[TensorInfo(t.name, list(t.shape), t.layout, t.description) for t in spec.inputs],
-        outputs=[TensorInfo(t.name, list(t.shape), t.layout, t.description)
-                 for t in spec.outputs]) for name, spec in specs.items()}
-    return Manifest(
-        model={"name": model.config.name, "config_hash": model.config.hash(),
-               "origin": model.metadata.get("origin", "checkpoint")},
-        scale=model.config.scale, tile=tile, output_tile=tile * model.config.scale, batch=1,
-        one_step=one_step_record(model.config), graphs=graphs)
-
-
 def torch_inputs(calib: CalibrationSet, graph: str) -> list[tuple[torch.Tensor, ...]]:
     return [tuple(torch.from_numpy(a) for a in feed.values()) for feed in calib.graph_inputs(graph)]
 
 
-def quantize_graph(module: torch.nn.Module, graph: str, calib: CalibrationSet,
-                   request: QuantRequest, path: Path, work: Path) -> dict:
-    """Write one quantized artifact at `path`; returns its manifest details."""
-    inputs = torch_inputs(calib, graph)
-    names = calib.index["graphs"][graph]["inputs"]
-    outputs = calib.index["graphs"][graph]["outputs"]
+def quantize_graph(module: torch.nn.Module, spec: GraphSpec, calib: CalibrationSet,
+                   request: QuantRequest, path: Path, work: Path) -> tuple[dict, dict]:
+    """Write one quantized artifact at `path`; returns its (io_layout, details)."""
+    inputs = torch_inputs(calib, spec.name)
     if request.backend == "executorch":
         converted = quant_executorch.quantize(module, inputs, request.quantizer,
-                                              skip=set(request.float_layers.get(graph, ())))
-        from f2i_mobile.atomic import atomic_file
-
+                                              skip=set(request.float_layers.get(spec.name, ())))
         with atomic_file(path) as tmp:
-            tmp.write_bytes(quant_executorch.lower(converted, inputs[0]))
-        return {"tool": f"{request.quantizer}: XNNPACKQuantizer per-channel symmetric, static "
-                        "activations", "delegate": "XnnpackPartitioner"}
+            tmp.write_bytes(quant_executorch.lower(converted, spec))
+        return {}, {"tool": f"{request.quantizer}: XNNPACKQuantizer per-channel symmetric, "
+                            "static activations", "delegate": "XnnpackBackend"}
     if request.backend == "tflite":
-        return quant_tflite.quantize(module, inputs, request.scheme, path, work)
+        return quant_tflite.quantize(module, spec, inputs, request.scheme, path, work)
     if request.backend == "onnx":
-        float_path = work / f"{graph}.fp32.onnx"
-        quant_onnx.convert_float(module, inputs[0], names, outputs, float_path)
-        return quant_onnx.quantize(float_path, inputs, names, path)
+        float_path = work / f"{spec.name}.fp32.onnx"
+        export_onnx.lower(module, spec, float_path, "fp32")
+        return {}, quant_onnx.quantize(float_path, inputs, [t.name for t in spec.inputs], path)
     if request.backend == "coreml":
-        mlmodel = quant_coreml.convert_float(module, inputs[0], names, path)
-        return quant_coreml.compress(mlmodel, request.scheme, path)
+        mlmodel = quant_coreml.convert_float(module, spec, work / f"{spec.name}.fp16.mlpackage")
+        return {}, quant_coreml.compress(mlmodel, request.scheme, path)
     raise F2IError(f"unknown backend {request.backend!r}")
 
 
@@ -126,20 +102,24 @@ def quantize_model(model: F2IDiffSR, out: str | Path, request: QuantRequest,
     out = Path(out)
     tile = tile or model.config.tile
     calib = prepare_calibration(model, out, calibration, tile, tiles)
-    manifest = model_manifest(model, out, calib.index["tile"])
+    tile = calib.index["tile"]
+    manifest = open_manifest(out, new_manifest(model, tile))
+    specs = graph_specs(model.config, tile)
     modules = graph_modules(model)
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))
     artifacts = []
     try:
         for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",
                           unit="graph"):
-            rel = f"{request.backend}/{graph}.{request.precision}{EXTENSIONS[request.backend]}"
-            details = quantize_graph(modules[graph], graph, calib, request, out / rel, work)
+            rel = (f"{request.backend}/"
+                   f"{artifact_name(graph, request.precision, BACKENDS[request.backend].ext)}")
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            io_layout, details = quantize_graph(modules[graph], specs[graph], calib, request,
+                                                out / rel, work)
             details.update(scheme=request.scheme, calibration=CALIBRATION_DIR,
                            float_layers=request.float_layers.get(graph, []))
             artifact = Artifact(request.backend, graph, request.precision, rel,
-                                path_size(out / rel), sha256_path(out / rel), details=details)
+                                path_size(out / rel), sha256_path(out / rel), io_layout, details)
             manifest.add(artifact)
             artifacts.append(artifact)
     finally:
@@ -149,54 +129,25 @@ def quantize_model(model: F2IDiffSR, out: str | Path, request: QuantRequest,
     return artifacts
 
 
-class QuantizedRunner(GraphRunner):
-    """Runs a quantized variant's artifacts with the backend's runtime here.
-    Core ML artifacts cannot run outside macOS: their graphs run in torch with the same
-    compressed weights (quant_coreml.compress_torch), which needs the model."""
+def open_quantized(out: str | Path, backend: str, precision: str,
+                   model: F2IDiffSR | None = None) -> GraphRunner:
+    """A runner over a quantized variant: the backend's runtime here (open_runner), or for Core
+    ML, which cannot predict outside macOS, the torch graphs with the same compressed weights."""
+    if backend != "coreml":
+        return open_runner(backend, out, precision)
+    if model is None:
+        raise F2IError("Core ML fidelity is measured in torch: pass the model (--model)")
+    manifest = Manifest.load(out)
+    return CompressedTorchRunner(model, {
+        g: manifest.artifact(backend, g, precision).details["scheme"] for g in GRAPHS})
 
-    def __init__(self, out: str | Path, backend: str, precision: str,
-                 model: F2IDiffSR | None = None):
-        self.out, self.backend, self.precision = Path(out), backend, precision
-        self.manifest = Manifest.load(out)
-        self.model = model
-        self.graphs: dict = {}
 
-    def _load(self, graph: str):
-        artifact = self.manifest.artifact(self.backend, graph, self.precision)
-        path = self.out / artifact.path
-        if self.backend == "executorch":
-            from executorch.runtime import Runtime
+class CompressedTorchRunner(TorchRunner):
+    """The float graphs with Core ML's weight compression applied in torch
+    (quant_coreml.compress_torch): the fidelity an .mlpackage would have, activations in
+    float32."""
 
-            method = Runtime.get().load_program(str(path)).load_method("forward")
-            return lambda *args: [o.numpy() for o in method.execute(
-                [torch.from_numpy(np.ascontiguousarray(a)) for a in args])]
-        if self.backend == "tflite":
-            return quant_tflite.TFLiteGraph(path)
-        if self.backend == "onnx":
-            return quant_onnx.ONNXGraph(path)
-        if self.backend == "coreml":
-            if self.model is None:
-                raise F2IError("Core ML fidelity is measured in torch: pass the model (--model)")
-            module = quant_coreml.compress_torch(graph_modules(self.model)[graph],
-                                                 artifact.details["scheme"])
-
-            @torch.no_grad()
-            def run(*args):
-                out = module(*(torch.from_numpy(a) for a in args))
-                return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
-
-            return run
-        raise F2IError(f"no runtime here for backend {self.backend}")
-
-    def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if graph not in self.graphs:
-            self.graphs[graph] = self._load(graph)
-        info = self.manifest.graphs[graph]
-        outs = self.graphs[graph](*(inputs[t.name] for t in info.inputs))
-        return {t.name: o for t, o in zip(info.outputs, outs)}
-
-    def release(self, graph: str) -> None:
-        self.graphs.pop(graph, None)
-
-    def close(self) -> None:
-        self.graphs.clear()
+    def __init__(self, model: F2IDiffSR, schemes: dict[str, str]):
+        super().__init__(model)
+        self.modules = {g: quant_coreml.compress_torch(m, schemes[g])
+                        for g, m in self.modules.items()}

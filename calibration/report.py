@@ -22,7 +22,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from tqdm import tqdm
 
 from calibration.capture import CalibrationSet, load_calibration
-from calibration.quantize import CALIBRATION_DIR, QuantizedRunner
+from calibration.quantize import CALIBRATION_DIR, open_quantized
 from f2i_mobile.errors import F2IError
 from f2i_mobile.evaluate import score
 from f2i_mobile.graphs import GRAPHS
@@ -87,7 +87,7 @@ def quant_check(out, min_psnr: float | None = None, model=None,
               "float_vs_hr": {"psnr": float_hr[0], "ssim": float_hr[1]}, "variants": [],
               "failures": []}
     for backend, precision in tqdm(todo, desc="checking quantized variants", unit="variant"):
-        with QuantizedRunner(out, backend, precision, model) as runner:
+        with open_quantized(out, backend, precision, model) as runner:
             scores = variant_scores(runner, calib, shave)
         need = min_psnr if min_psnr is not None else MIN_PSNR.get(precision, 38.0)
         got = scores["end_to_end"]["psnr"]

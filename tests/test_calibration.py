@@ -106,14 +106,15 @@ def test_executorch_pte_follows_its_converted_graph_and_a_broken_scale_shows(tin
     from calibration import quant_executorch
     from calibration.quantize import torch_inputs
     from calibration.report import tensor_psnr
-    from f2i_mobile.graphs import graph_modules
+    from f2i_mobile.graphs import graph_modules, graph_specs
 
     decoder = graph_modules(tiny_model)["decoder"]
+    spec = graph_specs(tiny_model.config)["decoder"]
     inputs = torch_inputs(calib_set, "decoder")
     ref = calib_set.tensors["sr"]
 
     def pte_psnr(converted) -> float:
-        pte = quant_executorch.lower(converted, inputs[0])  # the program reads from this buffer
+        pte = quant_executorch.lower(converted, spec)  # the program reads from this buffer
         method = Runtime.get().load_program(pte).load_method("forward")
         out = np.concatenate([method.execute(list(args))[0].numpy() for args in inputs])
         return tensor_psnr(out, ref, 1.0)
@@ -125,6 +126,52 @@ def test_executorch_pte_follows_its_converted_graph_and_a_broken_scale_shows(tin
     assert good > 30 and abs(good - tensor_psnr(fake, ref, 1.0)) < 3
     quant_executorch.perturb_scale(converted, 10.0)
     assert pte_psnr(converted) < good - 5
+
+
+def test_tflite_full_integer_and_16x8_run_through_the_export_runner(tiny_model, calib_set,
+                                                                    tmp_path):
+    from calibration.quantize import QuantRequest, quantize_model
+    from calibration.report import quant_check
+
+    out = tmp_path / "export"
+    for scheme in ("w8a8", "w8a16"):
+        quantize_model(tiny_model, out, QuantRequest("tflite", scheme),
+                       calibration=calib_set.folder)
+    report = quant_check(out, min_psnr=15)
+    assert [(v["backend"], v["precision"]) for v in report["variants"]] == \
+        [("tflite", "w8a16"), ("tflite", "w8a8")]
+    for v in report["variants"]:
+        assert v["end_to_end"]["psnr"] > 15, v
+        assert v["graphs"]["decoder"]["psnr"] > 25, v
+
+
+def test_coreml_palettized_package_and_its_torch_fidelity(tiny_model, calib_set, tmp_path):
+    import coremltools as ct
+    import numpy as np
+    import torch
+
+    from calibration import quant_coreml
+    from calibration.quantize import torch_inputs
+    from calibration.report import tensor_psnr
+    from f2i_mobile.graphs import graph_modules, graph_specs
+
+    decoder = graph_modules(tiny_model)["decoder"]
+    spec = graph_specs(tiny_model.config)["decoder"]
+    mlmodel = quant_coreml.convert_float(decoder, spec, tmp_path / "decoder.fp16.mlpackage")
+    details = quant_coreml.compress(mlmodel, "palette4", tmp_path / "decoder.palette4.mlpackage")
+    assert "not run" in details["prediction"]
+    program = ct.models.MLModel(str(tmp_path / "decoder.palette4.mlpackage"),
+                                skip_model_load=True).get_spec().mlProgram
+    ops = {op.type for f in program.functions.values() for b in f.block_specializations.values()
+           for op in b.operations}
+    assert any("lut" in op for op in ops), ops  # weights stored as look-up tables
+
+    compressed = quant_coreml.compress_torch(decoder, "palette4")
+    conv = next(m for m in compressed.modules() if isinstance(m, torch.nn.Conv2d))
+    assert len(torch.unique(conv.weight)) <= 16
+    with torch.no_grad():
+        out = np.concatenate([compressed(*a).numpy() for a in torch_inputs(calib_set, "decoder")])
+    assert 15 < tensor_psnr(out, calib_set.tensors["sr"], 1.0) < 80
 
 
 def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
