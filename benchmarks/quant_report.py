@@ -22,16 +22,16 @@ from calibration.report import format_report, quant_check
 from calibration.sensitivity import layer_sensitivity, mixed_precision
 from f2i_mobile.pipeline import load_model
 
-RUNS = [  # (backend, scheme, quantizer, skip key)
-    ("executorch", "w8a8", "pt2e", None),
-    ("tflite", "w8a8", "pt2e", None),
-    ("tflite", "w8a16", "pt2e", None),
-    ("executorch", "w8a8", "nncf", "nncf"),
-    ("onnx", "w8a8", "pt2e", "onnx"),
-    ("coreml", "w8a16", "pt2e", "coreml"),
-    ("coreml", "w4a16", "pt2e", "coreml"),
-    ("coreml", "palette6", "pt2e", "coreml"),
-    ("coreml", "palette4", "pt2e", "coreml"),
+RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
+    ("executorch", "w8a8", "pt2e"),
+    ("tflite", "w8a8", "pt2e"),
+    ("tflite", "w8a16", "pt2e"),
+    ("executorch", "w8a8", "nncf"),
+    ("onnx", "w8a8", "pt2e"),
+    ("coreml", "w8a16", "pt2e"),
+    ("coreml", "w4a16", "pt2e"),
+    ("coreml", "palette6", "pt2e"),
+    ("coreml", "palette4", "pt2e"),
 ]
 
 
@@ -42,7 +42,10 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=8)
     parser.add_argument("--sensitivity-tiles", type=int, default=2)
     parser.add_argument("--target", type=float, default=40.0)
-    parser.add_argument("--skip", default="", help="comma-separated: nncf, onnx, coreml, mixed")
+    parser.add_argument("--skip", default="", help="comma-separated runs to leave out, as "
+                        "backend-precision (executorch-w8a8-nncf, coreml-palette4, ...) or mixed")
+    parser.add_argument("--sensitivity-graphs", default="conditioner,encoder,unet,decoder",
+                        help="graphs whose layers the sensitivity analysis ranks")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -52,13 +55,14 @@ def main() -> None:
           f"{args.tiles} calibration tiles", flush=True)
     timings = {}
     calibration = None
-    for backend, scheme, quantizer, key in RUNS:
-        if key in skip:
+    for backend, scheme, quantizer in RUNS:
+        if f"{backend}-{QuantRequest(backend, scheme, quantizer).precision}" in skip:
             continue
         start = time.perf_counter()
+        if (out / "calibration").is_dir():
+            calibration = out / "calibration"
         quantize_model(model, out, QuantRequest(backend, scheme, quantizer),
                        calibration=calibration, tiles=args.tiles)
-        calibration = out / "calibration"
         timings[f"{backend} {scheme} {quantizer}"] = time.perf_counter() - start
         request = QuantRequest(backend, scheme, quantizer)
         line = quant_check(out, model=model, variants=[(backend, request.precision)])
@@ -70,9 +74,10 @@ def main() -> None:
     if "mixed" not in skip:
         from calibration.capture import load_calibration
 
-        calib = load_calibration(calibration)
+        calib = load_calibration(out / "calibration")
         start = time.perf_counter()
-        sens = layer_sensitivity(model, calib, tiles=args.sensitivity_tiles)
+        sens = layer_sensitivity(model, calib, tiles=args.sensitivity_tiles,
+                                 graphs=tuple(args.sensitivity_graphs.split(",")))
         mixed = mixed_precision(model, calib, args.target, sens, tiles=args.sensitivity_tiles)
         print(f"most sensitive layers: " + ", ".join(f"{s.graph}:{s.layer} {s.psnr:.1f} dB"
                                                     for s in sens[:5]), flush=True)
@@ -80,7 +85,7 @@ def main() -> None:
               f" float layers of {len(sens)}, trials {mixed.trials}", flush=True)
         quantize_model(model, out, QuantRequest("executorch", "w8a8",
                                                 float_layers=mixed.float_layers),
-                       calibration=calibration)
+                       calibration=out / "calibration")
         timings["mixed"] = time.perf_counter() - start
     report = quant_check(out, model=model)
     print(format_report(report))

@@ -38,6 +38,14 @@ SUPPORTED: dict[tuple[str, str], str] = {
     ("coreml", "palette4"): "coremltools.optimize.coreml k-means palettization, 4 bits",
     ("onnx", "w8a8"): "onnxruntime.quantization.quantize_static, QDQ int8",
 }
+# Why a backend has no other schemes, said with the refusal.
+WHY = {
+    "executorch": "XNNPACK has int8 weights and activations only (no 16-bit activation kernels, "
+                  "no palettized or 4-bit conv weights)",
+    "tflite": "TFLite integer kernels take int8 weights with int8 or int16 activations",
+    "coreml": "Core ML compresses weights only; activations run in float16",
+    "onnx": "ONNX Runtime's mobile execution providers run int8 QDQ only",
+}
 # fp16 is a precision of the float export (f2i-mobile export --precision fp16), not a
 # calibrated quantization; it is in SCHEMES so that the name means one thing everywhere.
 FLOAT_SCHEMES = ("fp16",)
@@ -45,6 +53,14 @@ FLOAT_SCHEMES = ("fp16",)
 
 def supported(backend: str) -> list[str]:
     return [s for s in SCHEMES if (backend, s) in SUPPORTED]
+
+
+def supported_backends(scheme: str) -> list[str]:
+    """The backends that run `scheme` (all of them checked by check_scheme first)."""
+    names = [b for b in BACKENDS if (b, scheme) in SUPPORTED]
+    if not names:
+        check_scheme(scheme, BACKENDS[0])  # says why in one line
+    return names
 
 
 def check_scheme(scheme: str, backend: str) -> str:
@@ -57,6 +73,6 @@ def check_scheme(scheme: str, backend: str) -> str:
         raise F2IError(f"--quant {scheme}: not a calibrated scheme; export with --precision "
                        f"{scheme} instead")
     if (backend, scheme) not in SUPPORTED:
-        raise F2IError(f"--quant {scheme} is not supported on {backend}; {backend} supports "
-                       f"{', '.join(supported(backend))}")
+        raise F2IError(f"--quant {scheme} is not supported on {backend} ({WHY[backend]}); "
+                       f"{backend} supports {', '.join(supported(backend))}")
     return SUPPORTED[backend, scheme]

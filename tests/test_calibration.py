@@ -174,6 +174,17 @@ def test_coreml_palettized_package_and_its_torch_fidelity(tiny_model, calib_set,
     assert 15 < tensor_psnr(out, calib_set.tensors["sr"], 1.0) < 80
 
 
+def test_export_quant_refuses_an_unsupported_pair_before_any_work(tiny_checkpoint, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "out"
+    assert main(["export", "--model", str(tiny_checkpoint), "--out", str(out), "--quant",
+                 "w8a16", "--backends", "tflite,executorch"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "w8a16 is not supported on executorch" in err
+    assert "int16" in err or "16-bit" in err
+    assert not out.exists()
+
+
 def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
     assert main(["quant-check", "--artifacts", str(tmp_path)]) == 1
     err = capsys.readouterr().err
