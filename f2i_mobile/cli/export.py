@@ -20,10 +20,23 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=int, default=None, help="LR tile edge (default: the model's)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    p.add_argument("--quant", default=None, metavar="SCHEME",
+                   help="post-training quantization instead of a float export: w8a8, w8a16, "
+                        "w4a16, palette6, palette4 (per backend, see calibration/schemes.py)")
+    p.add_argument("--calibration", default=None, metavar="DIR",
+                   help="with --quant: a folder of photos to calibrate on, or a calibration set "
+                        "captured before (default: the bundled held-in images); kept in "
+                        "OUT/calibration for f2i-mobile quant-check")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.quant is not None:
+        return run_quant(args)
+    if args.calibration is not None:
+        from f2i_mobile.errors import F2IError
+
+        raise F2IError("--calibration applies to --quant exports only")
     from export.pipeline import export_model, parse_backends
     from f2i_mobile.pipeline import load_model
 
@@ -39,3 +52,21 @@ def run(args) -> int:
         print(f"f2i-mobile: error: export failed: {f}", file=sys.stderr)
     print(f"manifest: {args.out}/manifest.json")
     return 1 if failures else 0
+
+
+def run_quant(args) -> int:
+    from calibration.quantize import QuantRequest, quantize_model
+    from calibration.schemes import check_scheme, supported_backends
+    from f2i_mobile.pipeline import load_model
+
+    names = (args.backends.split(",") if args.backends else supported_backends(args.quant))
+    for name in names:  # every pair checked before any work
+        check_scheme(args.quant, name.strip())
+    model = load_model(args.model)
+    for name in names:
+        for a in quantize_model(model, args.out, QuantRequest(name.strip(), args.quant),
+                                calibration=args.calibration, tile=args.tile):
+            print(f"{a.backend:<11} {a.graph:<12} {a.bytes / 1e6:8.2f} MB  {a.path}")
+    print(f"manifest: {args.out}/manifest.json; check with f2i-mobile quant-check "
+          f"--artifacts {args.out}")
+    return 0
