@@ -49,7 +49,7 @@ def xnnpack_quantizer(only: set[str] | None = None, skip: set[str] = frozenset()
         get_symmetric_quantization_config(is_per_channel=True))
     if only is not None or skip:
         def keep(node: torch.fx.Node) -> bool:
-            layer = layer_of(node)
+            layer = layer_of(node) or ""
             return (only is None or layer in only) and layer not in skip
 
         quantizer.set_filter_function(keep)
@@ -57,8 +57,10 @@ def xnnpack_quantizer(only: set[str] | None = None, skip: set[str] = frozenset()
 
 
 def quantize(module: nn.Module, inputs: Inputs, quantizer: str = "pt2e",
-             only: set[str] | None = None, skip: set[str] = frozenset()) -> torch.fx.GraphModule:
-    """The converted (fake-quantized) graph of `module`, calibrated on `inputs`."""
+             only: set[str] | None = None, skip: set[str] = frozenset(),
+             fold: bool = True) -> torch.fx.GraphModule:
+    """The converted (fake-quantized) graph of `module`, calibrated on `inputs`; `fold=False`
+    keeps the weights' quantize ops as nodes (sensitivity.py takes some out)."""
     graph = torch.export.export(module, inputs[0]).module()
     annotator = xnnpack_quantizer(only, skip)
     if quantizer == "pt2e":
@@ -68,14 +70,14 @@ def quantize(module: nn.Module, inputs: Inputs, quantizer: str = "pt2e",
         with torch.no_grad():
             for args in inputs:
                 prepared(*args)
-        return convert_pt2e(prepared)
+        return convert_pt2e(prepared, fold_quantize=fold)
     if quantizer == "nncf":
         import nncf
         from nncf.experimental.torch.fx import quantize_pt2e
 
         return quantize_pt2e(graph, annotator, nncf.Dataset(list(inputs)),
                              subset_size=len(inputs), smooth_quant=True,
-                             fast_bias_correction=True)
+                             fast_bias_correction=True, fold_quantize=fold)
     raise ValueError(f"quantizer {quantizer!r}: choose one of {QUANTIZERS}")
 
 

@@ -14,7 +14,8 @@ quantizes GroupNorm's decomposition too; the report shows what that costs.
 
 In w8a16 the ADD ops stay in float: TFLite's int16 ADD kernel with arbitrary (not power-of-two)
 scales needs `pot_scale_int16 = false`, which ai_edge_quantizer does not set, and the
-interpreter refuses those models.
+interpreter refuses those models. RSQRT (of the normalizations' variance) stays in float too: an
+int16 variance rounds to zero on flat tiles and the int16 RSQRT kernel then refuses to run.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def recipe(scheme: str):
     manager.add_static_config(".*", TFLOperationName.ALL_SUPPORTED, activation_num_bits=bits,
                               weight_num_bits=8)
     if bits == 16:  # see the module docstring
-        manager.add_quantization_config(".*", TFLOperationName.ADD,
-                                        algorithm_key=AlgorithmName.NO_QUANTIZE)
+        for op in (TFLOperationName.ADD, TFLOperationName.RSQRT):
+            manager.add_quantization_config(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
 
 
@@ -76,5 +77,5 @@ def quantize_recipe(float_path: Path, inputs: Inputs, scheme: str, path: Path) -
     with atomic_file(path) as tmp:
         tmp.write_bytes(result.quantized_model)
     return {"tool": "ai_edge_quantizer", "recipe": f"static int8 weights, int{scheme[3:]} "
-            "activations" + (", ADD in float" if scheme == "w8a16" else ""),
+            "activations" + (", ADD and RSQRT in float" if scheme == "w8a16" else ""),
             "io": f"int{scheme[3:]}"}

@@ -3,17 +3,21 @@
 Sensitivity: for every convolution and linear of every graph, that layer alone is quantized
 (w8a8, XNNPACK PT2E: its int8 weights and the int8 activations at its input and output), the
 other layers and graphs stay float, and the end-to-end SR output is compared with float's
-(Y-channel PSNR over the calibration tiles). This is the converted torch graph, not a lowered
-.pte: PT2E's quantize/dequantize ops compute what XNNPACK computes up to rounding, and it is
-fast enough to run once per layer.
+(Y-channel PSNR over the calibration tiles). Each graph is prepared and calibrated once with
+every layer annotated; "this layer alone" is that converted graph with the quantize/dequantize
+pairs of every other layer taken out, so each layer sees exactly the ranges a full quantization
+gives it, and no layer needs its own calibration run. This is the converted torch graph, not a
+lowered .pte: PT2E's quantize/dequantize ops compute what XNNPACK computes up to rounding.
 
 Mixed precision is greedy by sensitivity: keep the k most sensitive layers in float, quantize the
 rest, and find the smallest k that meets the target by doubling k and then bisecting. Greedy is
-not optimal (errors of layers do not add exactly) but needs only O(log n) full quantizations.
+not optimal (errors of layers do not add exactly) but needs only O(log n) evaluations. The chosen
+layers are then quantized for real (quantize.py, `float_layers`) and measured by quant-check.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,8 +58,9 @@ class Evaluator:
         self.modules = graph_modules(model)
         self.calib = calib
         self.tiles = min(tiles, len(calib))
-        self.inputs = {g: torch_inputs(calib, g)[:self.tiles] for g in GRAPHS}
+        self.inputs = {g: torch_inputs(calib, g) for g in GRAPHS}  # calibrate on every tile
         self.shave = calib.index["scale"]
+        self._converted: dict[str, torch.fx.GraphModule] = {}
 
     @torch.no_grad()
     def psnr(self, replaced: dict[str, torch.nn.Module]) -> float:
@@ -76,33 +81,76 @@ class Evaluator:
                                 self.calib.tensors["sr"][i].transpose(1, 2, 0), self.shave)[0])
         return float(np.mean(scores))
 
-    def quantized(self, only: dict[str, set[str]] | None = None,
-                  skip: dict[str, list[str]] | None = None,
-                  graphs: tuple[str, ...] = GRAPHS) -> dict[str, torch.nn.Module]:
-        return {g: quant_executorch.quantize(
-                    self.modules[g], self.inputs[g],
-                    only=None if only is None else only.get(g, set()),
-                    skip=set((skip or {}).get(g, ())))
+    def converted(self, graph: str) -> torch.fx.GraphModule:
+        """The graph with every layer quantized, calibrated once (quantize/dequantize of the
+        weights left unfolded, so that they can be taken out again)."""
+        if graph not in self._converted:
+            self._converted[graph] = quant_executorch.quantize(
+                self.modules[graph], self.inputs[graph], fold=False)
+        return self._converted[graph]
+
+    def quantized(self, keep, graphs=GRAPHS) -> dict[str, torch.nn.Module]:
+        """The graphs with only the layers for which keep(graph, layer) is true quantized."""
+        return {g: only_layers(self.converted(g), lambda layer, g=g: keep(g, layer))
                 for g in graphs}
+
+
+def pair_layers(dequant: torch.fx.Node) -> set[str]:
+    """The layers a quantize/dequantize pair belongs to: those of the op that produced the
+    tensor and of the ops that read it ("" for ops at the graph's top level)."""
+    source = dequant.args[0].args[0]
+    nodes = [*dequant.users, *([source] if isinstance(source, torch.fx.Node) else [])]
+    return {quant_executorch.layer_of(n) or "" for n in nodes}
+
+
+def quantized_layers(converted: torch.fx.GraphModule) -> list[str]:
+    """Every layer (module) that holds a quantized op of the converted graph: convolutions and
+    linears with their int8 weights, and the blocks whose adds and muls read int8 tensors."""
+    layers: set[str] = set()
+    for node in converted.graph.nodes:
+        if node.op == "call_function" and "dequantize" in str(node.target) \
+                and isinstance(node.args[0], torch.fx.Node) \
+                and "quantize" in str(node.args[0].target):
+            layers |= pair_layers(node)
+    return sorted(layers)
+
+
+def only_layers(converted: torch.fx.GraphModule, keep) -> torch.fx.GraphModule:
+    """A copy of a converted graph with the quantize/dequantize pairs of the layers for which
+    keep(layer) is false taken out (their tensors flow in float)."""
+    graph_module = copy.deepcopy(converted)
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or "dequantize" not in str(node.target):
+            continue
+        quant = node.args[0]
+        if not isinstance(quant, torch.fx.Node) or "quantize" not in str(quant.target):
+            continue
+        source = quant.args[0]
+        if not any(keep(layer) for layer in pair_layers(node)):
+            node.replace_all_uses_with(source)
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
+    return graph_module
 
 
 def layer_sensitivity(model: F2IDiffSR, calib: CalibrationSet, tiles: int = 4,
                       graphs: tuple[str, ...] = GRAPHS) -> list[LayerSensitivity]:
     """Every layer's end-to-end PSNR when it alone is quantized, most sensitive first."""
     evaluator = Evaluator(model, calib, tiles)
-    layers = [(g, name) for g in graphs
-              for name in quant_executorch.quantizable_layers(evaluator.modules[g])]
+    layers = [(g, name) for g in graphs for name in quantized_layers(evaluator.converted(g))]
     result = []
     for graph, layer in tqdm(layers, desc="per-layer sensitivity", unit="layer"):
-        replaced = evaluator.quantized(only={graph: {layer}}, graphs=(graph,))
+        replaced = {graph: only_layers(evaluator.converted(graph), lambda x: x == layer)}
         result.append(LayerSensitivity(graph, layer, evaluator.psnr(replaced)))
     return sorted(result, key=lambda s: s.psnr)
 
 
 def mixed_precision(model: F2IDiffSR, calib: CalibrationSet, target_psnr: float,
                     sensitivity: list[LayerSensitivity], tiles: int = 4) -> MixedPrecision:
-    """The fewest most-sensitive layers to keep in float for `target_psnr` end to end."""
+    """The fewest most-sensitive layers to keep in float for `target_psnr` end to end, over the
+    graphs the sensitivity ranks (the others stay float)."""
     evaluator = Evaluator(model, calib, tiles)
+    graphs = tuple(g for g in GRAPHS if any(s.graph == g for s in sensitivity))
     trials: list[tuple[int, float]] = []
     cache: dict[int, float] = {}
 
@@ -114,7 +162,9 @@ def mixed_precision(model: F2IDiffSR, calib: CalibrationSet, target_psnr: float,
 
     def psnr(k: int) -> float:
         if k not in cache:
-            cache[k] = evaluator.psnr(evaluator.quantized(skip=keep(k)))
+            kept = keep(k)
+            cache[k] = evaluator.psnr(evaluator.quantized(
+                lambda graph, layer: layer not in kept.get(graph, ()), graphs))
             trials.append((k, cache[k]))
         return cache[k]
 

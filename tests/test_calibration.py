@@ -185,6 +185,43 @@ def test_export_quant_refuses_an_unsupported_pair_before_any_work(tiny_checkpoin
     assert not out.exists()
 
 
+def test_sensitivity_ranks_every_layer_and_mixed_precision_meets_its_target(tiny_model,
+                                                                              calib_set):
+    import torch
+
+    from calibration import quant_executorch
+    from calibration.sensitivity import (
+        Evaluator,
+        layer_sensitivity,
+        mixed_precision,
+        only_layers,
+        quantized_layers,
+    )
+
+    evaluator = Evaluator(tiny_model, calib_set, tiles=2)
+    decoder = evaluator.converted("decoder")
+    args = evaluator.inputs["decoder"][0]
+    with torch.no_grad():
+        full, float_ = decoder(*args), evaluator.modules["decoder"](*args)
+        assert torch.equal(only_layers(decoder, lambda layer: True)(*args), full)
+        assert torch.allclose(only_layers(decoder, lambda layer: False)(*args), float_,
+                              atol=1e-5)
+
+    # The decoder's layers only, to keep the test short; the others are ranked the same way.
+    sens = layer_sensitivity(tiny_model, calib_set, tiles=2, graphs=("decoder",))
+    layers = len(quantized_layers(decoder))
+    convs = quant_executorch.quantizable_layers(evaluator.modules["decoder"])
+    assert len(sens) == layers and set(convs) <= {s.layer for s in sens}
+    assert [s.psnr for s in sens] == sorted(s.psnr for s in sens)
+    all_quantized = evaluator.psnr({"decoder": decoder})
+    target = all_quantized + 3  # reachable: with every decoder layer float the PSNR is inf
+    mixed = mixed_precision(tiny_model, calib_set, target, sens, tiles=2)
+    kept = sum(len(v) for v in mixed.float_layers.values())
+    assert mixed.psnr >= target and 0 < kept < layers
+    # The fewest by the greedy order: one layer fewer misses the target.
+    assert dict(mixed.trials).get(kept - 1, -1) < target
+
+
 def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
     assert main(["quant-check", "--artifacts", str(tmp_path)]) == 1
     err = capsys.readouterr().err
