@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--sensitivity-tiles", type=int, default=2)
     parser.add_argument("--target", type=float, default=40.0)
     parser.add_argument("--skip", default="", help="comma-separated runs to leave out, as "
-                        "backend-precision (executorch-w8a8-nncf, coreml-palette4, ...) or mixed")
+                        "backend-precision (executorch-w8a8-nncf, coreml-palette4, ...), mixed or "
+                        "quantizers")
     parser.add_argument("--sensitivity-graphs", default="conditioner,encoder,unet,decoder",
                         help="graphs whose layers the sensitivity analysis ranks")
     parser.add_argument("--json", default=None)
@@ -87,6 +88,18 @@ def main() -> None:
                                                 float_layers=mixed.float_layers),
                        calibration=out / "calibration")
         timings["mixed"] = time.perf_counter() - start
+    if "quantizers" not in skip:
+        # PT2E's histogram observers against nncf (min-max, SmoothQuant, bias correction), both
+        # on the same XNNPACKQuantizer annotation, as converted torch graphs (no lowering).
+        from calibration.capture import load_calibration
+        from calibration.sensitivity import Evaluator
+
+        calib = load_calibration(out / "calibration")
+        for quantizer in ("pt2e", "nncf"):
+            evaluator = Evaluator(model, calib, args.tiles, quantizer)
+            psnr = evaluator.psnr(evaluator.quantized(lambda graph, layer: True))
+            print(f"executorch w8a8 {quantizer} (converted torch graphs): end-to-end "
+                  f"{psnr:.2f} dB against float", flush=True)
     report = quant_check(out, model=model)
     print(format_report(report))
     float_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6

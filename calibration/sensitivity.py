@@ -54,7 +54,9 @@ class MixedPrecision:
 class Evaluator:
     """End-to-end PSNR against float of a pipeline whose graphs may be replaced."""
 
-    def __init__(self, model: F2IDiffSR, calib: CalibrationSet, tiles: int):
+    def __init__(self, model: F2IDiffSR, calib: CalibrationSet, tiles: int,
+                 quantizer: str = "pt2e"):
+        self.quantizer = quantizer
         self.modules = graph_modules(model)
         self.calib = calib
         self.tiles = min(tiles, len(calib))
@@ -86,7 +88,7 @@ class Evaluator:
         weights left unfolded, so that they can be taken out again)."""
         if graph not in self._converted:
             self._converted[graph] = quant_executorch.quantize(
-                self.modules[graph], self.inputs[graph], fold=False)
+                self.modules[graph], self.inputs[graph], self.quantizer, fold=False)
         return self._converted[graph]
 
     def quantized(self, keep, graphs=GRAPHS) -> dict[str, torch.nn.Module]:
