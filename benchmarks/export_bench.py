@@ -1,7 +1,7 @@
 """Export time and artifact size per backend for the bundled default model, at one tile size.
 
     python benchmarks/export_bench.py                       # mobile default, tile 128
-    python benchmarks/export_bench.py --parity --out OUT --json export_bench.json
+    python benchmarks/export_bench.py --parity --out OUT --json out/export_bench.json
 
 Each backend is exported on its own (`export.pipeline.export_model`, the code `f2i-mobile export`
 runs), timed wall-clock from the LoRA-merged graphs to the last artifact and manifest on disk.
@@ -72,12 +72,13 @@ def main() -> None:
     ap.add_argument("--backends", default=",".join(DEFAULT_BACKENDS))
     ap.add_argument("--out", default=None, help="export folder (default: a temporary one)")
     ap.add_argument("--parity", action="store_true", help="also check every artifact")
-    ap.add_argument("--json", default="export_bench.json")
+    ap.add_argument("--json", default="out/export_bench.json")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         report = bench(out, args.tile, args.backends.split(","), args.parity)
     print(format_report(report))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten {args.json}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +24,7 @@ class Fp16Graph(nn.Module):
 
     def __init__(self, module: nn.Module):
         super().__init__()
-        self.inner = module.half()
+        self.inner = copy.deepcopy(module).half()  # the float graph is shared by other backends
 
     def forward(self, *inputs: torch.Tensor):
         out = self.inner(*(x.half() for x in inputs))

@@ -3,6 +3,10 @@
 TFLite kernels and the GPU/NPU delegates are channel-last: NCHW I/O would leave a transpose at
 each end of the graph on the phone. litert-torch's own `to_channel_last_io` wrapper moves them to
 the host side (token sequences stay NLC); the runner transposes per the manifest's io_layout.
+
+fp16 is TFLite's own: float16 weights (litert-torch's `full_fp16_recipe`, applied by
+ai-edge-quantizer), which the GPU delegate computes in fp16 and the CPU dequantizes. A graph cast
+with `.half()` does not convert: TFLite's builtin kernels take no fp16 activations.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
-from export.common import Lowered, nhwc_examples, nhwc_layout, with_precision
+from export.common import Lowered, nhwc_examples, nhwc_layout
 from f2i_mobile.graphs import GraphSpec
 
 EXT = "tflite"
@@ -23,10 +27,15 @@ def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Low
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # the export's tqdm bar is enough
     import litert_torch
 
+    from litert_torch.generative.quantize import quant_recipes
+
     graph = litert_torch.to_channel_last_io(
-        with_precision(module, precision),
+        module,
         args=[i for i, t in enumerate(spec.inputs) if t.layout == "NCHW"],
         outputs=[i for i, t in enumerate(spec.outputs) if t.layout == "NCHW"]).eval()
-    litert_torch.convert(graph, nhwc_examples(spec)).export(str(path))
-    return Lowered(io_layout=nhwc_layout(spec),
-                   details={"converter": "litert-torch", "signature": "serving_default"})
+    quant = quant_recipes.full_fp16_recipe() if precision == "fp16" else None
+    litert_torch.convert(graph, nhwc_examples(spec), quant_config=quant).export(str(path))
+    details = {"converter": "litert-torch", "signature": "serving_default"}
+    if precision == "fp16":
+        details["fp16"] = "float16 weights (full_fp16_recipe)"
+    return Lowered(io_layout=nhwc_layout(spec), details=details)

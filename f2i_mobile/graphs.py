@@ -105,7 +105,7 @@ def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
     merge_lora(merged.vae)
     for p in merged.parameters():
         p.requires_grad_(False)
-    return merged.stages()
+    return {name: stage.eval() for name, stage in merged.stages().items()}  # wrappers too
 
 
 def one_step_record(config: F2IConfig) -> dict:

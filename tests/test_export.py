@@ -195,3 +195,38 @@ def test_qnn_with_an_sdk_folder_goes_through_executorch_qnn(tmp_path, tiny_model
     assert [(f.backend, f.graph) for f in failures] == [("qnn", "conditioner")]
     assert "QNN" in failures[0].reason
     assert manifest.artifacts == [] and visible_files(out) == {"manifest.json"}
+
+
+def test_fp16_leaves_the_shared_float_graphs_alone(tiny_model):
+    """Backends export one after another from the same merged graphs: an fp16 export must not
+    turn them to half for the next backend (Core ML's FLOAT16 starts from the float graph)."""
+    import torch
+
+    from export.common import with_precision
+    from f2i_mobile.graphs import graph_modules
+
+    modules = graph_modules(tiny_model)
+    half = with_precision(modules["decoder"], "fp16")
+    assert next(half.parameters()).dtype == torch.float16
+    assert {p.dtype for m in modules.values() for p in m.parameters()} == {torch.float32}
+
+
+def test_tflite_fp16_has_half_weights_and_stays_close(exported, tiny_model, tmp_path):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export import tflite
+    from export.parity import psnr
+    from f2i_mobile.graphs import graph_modules
+
+    out, _ = exported
+    spec = graph_specs(tiny_model.config)["decoder"]
+    path = tmp_path / "decoder.tflite"
+    lowered = tflite.lower(graph_modules(tiny_model)["decoder"], spec, path, "fp16")
+    assert "fp16" in lowered.details
+    assert path.stat().st_size < 0.85 * (out / "tflite/decoder.tflite").stat().st_size
+    (latent,) = spec.example_inputs()
+    run = Interpreter(model_path=str(path)).get_signature_runner()
+    (got,) = run(args_0=latent.permute(0, 2, 3, 1).numpy()).values()
+    ref = graph_modules(tiny_model)["decoder"](latent).detach().numpy()
+    assert psnr(np.transpose(got, (0, 3, 1, 2)), ref) >= 45
