@@ -59,6 +59,12 @@ class CalibrationSet:
     def __len__(self) -> int:
         return self.tensors["lr"].shape[0]
 
+    def first(self, n: int) -> CalibrationSet:
+        """The set cut to its first `n` tiles (a quicker check)."""
+        if n < 1:
+            raise F2IError(f"--tiles {n}: need at least one tile")
+        return CalibrationSet(self.folder, self.index, {k: v[:n] for k, v in self.tensors.items()})
+
     def graph_inputs(self, graph: str) -> list[dict[str, np.ndarray]]:
         """One {name: array} per tile (batch 1) with the float pipeline's inputs of `graph`."""
         names = self.index["graphs"][graph]["inputs"]

@@ -73,10 +73,13 @@ def variant_scores(runner, calib: CalibrationSet, shave: int) -> dict:
 
 
 def quant_check(out, min_psnr: float | None = None, model=None,
-                variants: list[tuple[str, str]] | None = None) -> dict:
-    """The gate's figures for every quantized variant in OUT (or the given ones)."""
+                variants: list[tuple[str, str]] | None = None, tiles: int | None = None) -> dict:
+    """The gate's figures for every quantized variant in OUT (or the given ones), over the
+    calibration tiles (the first `tiles` of them when given)."""
     manifest = Manifest.load(out)
     calib = load_calibration(f"{out}/{CALIBRATION_DIR}")
+    if tiles is not None:
+        calib = calib.first(tiles)
     shave = calib.index["scale"]
     todo = variants or [v for v in manifest.variants() if v[1] not in FLOAT_PRECISIONS]
     if not todo:

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None,
                    help="checkpoint folder, for Core ML variants only (measured in torch; "
                         "default: the bundled model)")
+    p.add_argument("--tiles", type=int, default=None,
+                   help="check on the first N calibration tiles only (quicker; default: all)")
     p.add_argument("--json", action="store_true", help="print JSON (for CI) instead of a table")
     p.set_defaults(run=run)
 
@@ -32,6 +34,6 @@ def run(args) -> int:
         from f2i_mobile.pipeline import load_model
 
         model = load_model(args.model)
-    report = quant_check(args.artifacts, args.min_psnr, model)
+    report = quant_check(args.artifacts, args.min_psnr, model, tiles=args.tiles)
     print(to_json(report) if args.json else format_report(report))
     return 0 if report["ok"] else 1
