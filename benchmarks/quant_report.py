@@ -1,8 +1,8 @@
 """Quantization report on the default model: end-to-end PSNR against float per backend and
 scheme, the mixed-precision mode to 40 dB, and what each scheme costs in artifact size.
 
-    python benchmarks/quant_report.py [--model DIR] [--out OUT] [--tiles 8] [--json report.json]
-        [--skip nncf,onnx,coreml,mixed]
+    python benchmarks/quant_report.py [--model DIR] [--out OUT] [--tiles 8] [--check-tiles 2]
+        [--sensitivity-graphs unet,decoder] [--skip executorch-w8a8-nncf,...] [--json FILE]
 
 Targets (issue 5): w8a8 >= 38 dB and w8a16 >= 45 dB end to end against float on ExecuTorch and
 TFLite; mixed precision reaches 40 dB with the fewest float layers. Uses the bundled checkpoint
@@ -47,6 +47,9 @@ def main() -> None:
                         "quantizers")
     parser.add_argument("--sensitivity-graphs", default="conditioner,encoder,unet,decoder",
                         help="graphs whose layers the sensitivity analysis ranks")
+    parser.add_argument("--check-tiles", type=int, default=None,
+                        help="measure on the first N calibration tiles (TFLite's int16 kernels "
+                             "are reference code: slow on a CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -66,7 +69,8 @@ def main() -> None:
                        calibration=calibration, tiles=args.tiles)
         timings[f"{backend} {scheme} {quantizer}"] = time.perf_counter() - start
         request = QuantRequest(backend, scheme, quantizer)
-        line = quant_check(out, model=model, variants=[(backend, request.precision)])
+        line = quant_check(out, model=model, variants=[(backend, request.precision)],
+                           tiles=args.check_tiles)
         v = line["variants"][0]
         print(f"{backend} {request.precision}: end-to-end {v['end_to_end']['psnr']:.2f} dB "
               f"against float, {v['bytes'] / 1e6:.2f} MB, quantized in "
@@ -100,7 +104,7 @@ def main() -> None:
             psnr = evaluator.psnr(evaluator.quantized(lambda graph, layer: True))
             print(f"executorch w8a8 {quantizer} (converted torch graphs): end-to-end "
                   f"{psnr:.2f} dB against float", flush=True)
-    report = quant_check(out, model=model)
+    report = quant_check(out, model=model, tiles=args.check_tiles)
     print(format_report(report))
     float_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     print(f"float32 weights: {float_mb:.1f} MB (the size every scheme is compared with)")
