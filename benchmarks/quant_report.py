@@ -29,7 +29,6 @@ RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
     ("executorch", "w8a8", "nncf"),
     ("onnx", "w8a8", "pt2e"),
     ("coreml", "w8a16", "pt2e"),
-    ("coreml", "w4a16", "pt2e"),
     ("coreml", "palette6", "pt2e"),
     ("coreml", "palette4", "pt2e"),
 ]

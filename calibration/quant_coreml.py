@@ -1,9 +1,9 @@
 """Core ML weight compression through coremltools.optimize, and its fidelity measured in torch.
 
 Core ML keeps activations in float16 on the Neural Engine and compresses weights only:
-linear int8 per channel (w8a16), linear int4 in blocks of 32 (w4a16), or a k-means look-up table
-of 64 or 16 values per tensor (palette6, palette4). `compress` applies these to the float
-.mlpackage with `coremltools.optimize.coreml`.
+linear int8 per channel (w8a16) or a k-means look-up table of 64 or 16 values per tensor
+(palette6, palette4); linear int4 in blocks (w4a16) needs iOS18 and the export targets iOS17.
+`compress` applies these to the float .mlpackage with `coremltools.optimize.coreml`.
 
 Core ML cannot predict outside macOS, so the compressed package is not run here. Its fidelity is
 measured on the torch graph with the same compression applied to the torch weights by
@@ -40,15 +40,12 @@ def _coreml_config(scheme: str):
     if scheme == "w8a16":
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
                                          granularity="per_channel")
-    elif scheme == "w4a16":
-        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4",
-                                         granularity="per_block", block_size=32)
     elif scheme.startswith("palette"):
         op = cto.OpPalettizerConfig(mode="kmeans", nbits=int(scheme[7:]),
                                     granularity="per_tensor")
     else:
-        raise F2IError(f"--quant {scheme}: Core ML compresses weights only (w8a16, w4a16, "
-                       "palette6, palette4)")
+        raise F2IError(f"--quant {scheme}: Core ML here compresses weights as w8a16, palette6 "
+                       "or palette4")
     return cto.OptimizationConfig(global_config=op)
 
 
@@ -89,10 +86,7 @@ def compress_torch(module: nn.Module, scheme: str) -> nn.Module:
         PostTrainingQuantizerConfig,
     )
 
-    bits = {"w8a16": "int8", "w4a16": "int4"}[scheme]
-    global_config = {"weight_dtype": bits, "granularity": "per_channel"}
-    if scheme == "w4a16":
-        global_config.update(granularity="per_block", block_size=32)
+    global_config = {"weight_dtype": "int8", "granularity": "per_channel"}
     return PostTrainingQuantizer(
         module, PostTrainingQuantizerConfig.from_dict({"global_config": global_config})
     ).compress()

@@ -2,7 +2,8 @@
 
     w8a8      int8 weights (per channel), int8 activations (static, calibrated)
     w8a16     int8 weights, 16-bit activations (int16 on TFLite, float16 on Core ML)
-    w4a16     4-bit weights (per block), 16-bit float activations
+    w4a16     4-bit weights (per block), 16-bit float activations: no backend here (Core ML's
+              needs iOS18, the export targets iOS17; XNNPACK's is for LLM linears)
     fp16      float16 weights and activations
     palette6  6-bit palettized weights (k-means look-up table per tensor), fp16 activations
     palette4  4-bit palettized weights, fp16 activations
@@ -33,10 +34,14 @@ SUPPORTED: dict[tuple[str, str], str] = {
     ("tflite", "w8a8"): "litert-torch PT2EQuantizer, full integer int8",
     ("tflite", "w8a16"): "litert-torch PT2EQuantizer, int8 weights, int16 activations",
     ("coreml", "w8a16"): "coremltools.optimize.coreml linear int8 weights, fp16 compute",
-    ("coreml", "w4a16"): "coremltools.optimize.coreml linear int4 weights (block 32), fp16",
     ("coreml", "palette6"): "coremltools.optimize.coreml k-means palettization, 6 bits",
     ("coreml", "palette4"): "coremltools.optimize.coreml k-means palettization, 4 bits",
     ("onnx", "w8a8"): "onnxruntime.quantization.quantize_static, QDQ int8",
+}
+# Why a pair is missing, where the backend's general reason below is not the whole story.
+PAIR_WHY = {
+    ("coreml", "w4a16"): "Core ML's int4 weights (per block) need an iOS18 deployment target and "
+                         "the export targets iOS17",
 }
 # Why a backend has no other schemes, said with the refusal.
 WHY = {
@@ -73,6 +78,7 @@ def check_scheme(scheme: str, backend: str) -> str:
         raise F2IError(f"--quant {scheme}: not a calibrated scheme; export with --precision "
                        f"{scheme} instead")
     if (backend, scheme) not in SUPPORTED:
-        raise F2IError(f"--quant {scheme} is not supported on {backend} ({WHY[backend]}); "
+        why = PAIR_WHY.get((backend, scheme), WHY[backend])
+        raise F2IError(f"--quant {scheme} is not supported on {backend} ({why}); "
                        f"{backend} supports {', '.join(supported(backend))}")
     return SUPPORTED[backend, scheme]
