@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,21 @@ def check(backend: str) -> VendorSDK:
     return v
 
 
+@contextmanager
+def no_sdk_download() -> Iterator[None]:
+    """ExecuTorch's Qualcomm helpers download a QNN SDK from the network on first use unless
+    QNN_SDK_ROOT is set (an empty value means "the caller owns the SDK"). Nothing may be fetched
+    at run time here: the SDK is the user's, and `check` asks for it."""
+    unset = "QNN_SDK_ROOT" not in os.environ
+    if unset:
+        os.environ["QNN_SDK_ROOT"] = ""
+    try:
+        yield
+    finally:
+        if unset:
+            os.environ.pop("QNN_SDK_ROOT", None)
+
+
 def compile_specs(backend: str) -> list:
     """The CompileSpecs each vendor's ExecuTorch backend requires: the target chip (and, for QNN,
     HTP in fp16: the HTP runs float graphs in fp16 only). Built from ExecuTorch's own schema
@@ -73,9 +90,10 @@ def compile_specs(backend: str) -> list:
         if soc not in QcomChipset.__members__:
             raise F2IError(f"F2I_QNN_SOC={soc} is not a Qualcomm chip ExecuTorch knows "
                            f"(e.g. SM8550, SM8650, SM8750)")
-        return generate_qnn_executorch_compiler_spec(
-            soc_model=QcomChipset[soc],
-            backend_options=generate_htp_compiler_spec(use_fp16=True))
+        with no_sdk_download():
+            return generate_qnn_executorch_compiler_spec(
+                soc_model=QcomChipset[soc],
+                backend_options=generate_htp_compiler_spec(use_fp16=True))
     if backend == "mediatek":
         from executorch.exir.backend.compile_spec_schema import CompileSpec
 
