@@ -52,6 +52,8 @@ SUPPORTED: dict[tuple[str, str], str] = {
 }
 # Why a pair is missing, where the backend's general reason below is not the whole story.
 PAIR_WHY = {
+    ("executorch", "w8a16"): "XNNPACK has no 16-bit activation kernels; ExecuTorch's 16-bit "
+                             "activations are Qualcomm's HTP, --backends qnn",
     ("coreml", "w4a16"): "Core ML's int4 weights (per block) need an iOS18 deployment target and "
                          "the export targets iOS17",
 }
