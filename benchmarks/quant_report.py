@@ -8,6 +8,11 @@ Targets (issue 5): w8a8 >= 38 dB and w8a16 >= 45 dB end to end against float on 
 TFLite; mixed precision reaches 40 dB with the fewest float layers. Uses the bundled checkpoint
 when there is one, else the untrained seed-0 mobile model (said in the output). Every figure is
 measured in this run, on the calibration tiles (the default held-in scikit-image photos).
+
+ExecuTorch on Qualcomm's HTP (executorch-qnn w8a8, w8a16) is simulated in torch: its .pte needs
+the QNN SDK, but the converted PT2E graphs (calibration/quant_qnn.py) are what the QNN
+partitioner lowers, so their PSNR against float is the scheme's fidelity up to the HTP's
+rounding. Those rows have no artifact (no size) and no SSIM or HR figures.
 """
 
 from __future__ import annotations
@@ -17,9 +22,16 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from calibration import quant_qnn
+from calibration.capture import CalibrationSet, load_calibration
 from calibration.quantize import QuantRequest, quantize_model
-from calibration.report import format_report, quant_check
-from calibration.sensitivity import layer_sensitivity, mixed_precision
+from calibration.report import MIN_PSNR, format_report, image_scores, quant_check, tensor_psnr
+from calibration.sensitivity import Evaluator, layer_sensitivity, mixed_precision
+from f2i_mobile.graphs import GRAPHS
+from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.pipeline import load_model
 
 RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
@@ -32,6 +44,48 @@ RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
     ("coreml", "palette6", "pt2e"),
     ("coreml", "palette4", "pt2e"),
 ]
+QNN = "executorch-qnn"  # the simulated rows' backend; --skip executorch-qnn-w8a16 etc.
+QNN_SCHEMES = ("w8a8", "w8a16")
+QNN_NOTE = "simulated in torch: converted PT2E graphs; the .pte needs the QNN SDK"
+
+
+def graph_psnr(evaluator: Evaluator, graph: str, module: torch.nn.Module) -> float:
+    """One graph's PSNR against float on the float pipeline's inputs, as quant-check measures
+    it: Y-channel image PSNR for the SR output, PSNR over the float tensor's range otherwise."""
+    name = evaluator.calib.index["graphs"][graph]["outputs"][0]
+    ref = evaluator.calib.tensors[name][:evaluator.tiles]
+    with torch.no_grad():
+        out = np.concatenate([module(*args).numpy()
+                              for args in evaluator.inputs[graph][:evaluator.tiles]])
+    if name == "sr":
+        return image_scores(out, ref, evaluator.shave)[0]
+    return tensor_psnr(out, ref, float(ref.max() - ref.min()))
+
+
+def qnn_variant(model: F2IDiffSR, calib: CalibrationSet, scheme: str, tiles: int) -> dict:
+    """A report row for ExecuTorch/QNN at `scheme`: every graph quantized with QnnQuantizer
+    (calibrated on every tile) and run as its converted torch graph, end to end and per graph
+    against float on the first `tiles` calibration tiles."""
+    evaluator = Evaluator(model, calib, tiles)
+    converted = {g: quant_qnn.quantize(evaluator.modules[g], evaluator.inputs[g], scheme)
+                 for g in GRAPHS}
+    psnr = evaluator.psnr(converted)
+    need = MIN_PSNR[scheme]
+    return {"backend": QNN, "precision": scheme, "min_psnr": need, "ok": psnr >= need,
+            "bytes": None, "note": QNN_NOTE,
+            "graphs": {g: {"psnr": graph_psnr(evaluator, g, converted[g]), "ssim": None}
+                       for g in GRAPHS},
+            "end_to_end": {"psnr": psnr, "ssim": None, "psnr_hr": None, "ssim_hr": None}}
+
+
+def add_variant(report: dict, variant: dict) -> None:
+    """Append a row to quant_check's report, counting it in the gate as quant_check would."""
+    report["variants"].append(variant)
+    if not variant["ok"]:
+        report["failures"].append(f"{variant['backend']} {variant['precision']} end-to-end "
+                                  f"PSNR {variant['end_to_end']['psnr']:.2f} dB < "
+                                  f"{variant['min_psnr']:.1f} dB ({variant['note']})")
+    report["ok"] = not report["failures"]
 
 
 def main() -> None:
@@ -42,8 +96,8 @@ def main() -> None:
     parser.add_argument("--sensitivity-tiles", type=int, default=2)
     parser.add_argument("--target", type=float, default=40.0)
     parser.add_argument("--skip", default="", help="comma-separated runs to leave out, as "
-                        "backend-precision (executorch-w8a8-nncf, coreml-palette4, ...), mixed or "
-                        "quantizers")
+                        "backend-precision (executorch-w8a8-nncf, coreml-palette4, "
+                        "executorch-qnn-w8a16, ...), mixed or quantizers")
     parser.add_argument("--sensitivity-graphs", default="conditioner,encoder,unet,decoder",
                         help="graphs whose layers the sensitivity analysis ranks")
     parser.add_argument("--check-tiles", type=int, default=None,
@@ -76,8 +130,6 @@ def main() -> None:
               f"{timings[f'{backend} {scheme} {quantizer}']:.0f} s", flush=True)
     mixed = None
     if "mixed" not in skip:
-        from calibration.capture import load_calibration
-
         calib = load_calibration(out / "calibration")
         start = time.perf_counter()
         sens = layer_sensitivity(model, calib, tiles=args.sensitivity_tiles,
@@ -94,9 +146,6 @@ def main() -> None:
     if "quantizers" not in skip:
         # PT2E's histogram observers against nncf (min-max, SmoothQuant, bias correction), both
         # on the same XNNPACKQuantizer annotation, as converted torch graphs (no lowering).
-        from calibration.capture import load_calibration
-        from calibration.sensitivity import Evaluator
-
         calib = load_calibration(out / "calibration")
         for quantizer in ("pt2e", "nncf"):
             evaluator = Evaluator(model, calib, args.tiles, quantizer)
@@ -104,6 +153,16 @@ def main() -> None:
             print(f"executorch w8a8 {quantizer} (converted torch graphs): end-to-end "
                   f"{psnr:.2f} dB against float", flush=True)
     report = quant_check(out, model=model, tiles=args.check_tiles)
+    qnn_runs = [s for s in QNN_SCHEMES if f"{QNN}-{s}" not in skip]
+    if qnn_runs:
+        calib = load_calibration(out / "calibration")
+        for scheme in qnn_runs:
+            start = time.perf_counter()
+            add_variant(report, qnn_variant(model, calib, scheme, args.check_tiles or len(calib)))
+            timings[f"{QNN} {scheme}"] = time.perf_counter() - start
+            print(f"{QNN} {scheme} ({QNN_NOTE}): end-to-end "
+                  f"{report['variants'][-1]['end_to_end']['psnr']:.2f} dB against float",
+                  flush=True)
     print(format_report(report))
     float_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     print(f"float32 weights: {float_mb:.1f} MB (the size every scheme is compared with)")

@@ -8,7 +8,8 @@ a torch module with quantize/dequantize ops: it is what sensitivity analysis mea
 is lowered to a .pte with the XNNPACK partitioner.
 
 XNNPACK has no 16-bit activation kernels (its quantizer offers int8 activations only), so w8a16
-has no ExecuTorch/XNNPACK form; schemes.py says so.
+has no ExecuTorch/XNNPACK form; schemes.py says so. ExecuTorch's w8a16 is on Qualcomm's HTP
+(quant_qnn.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
 
 Each backend goes through its own tool (schemes.py), on top of the export layer's float lowering
 (export/), its manifest and artifact names; `open_quantized` runs the artifacts with the
-backend's runtime here (Core ML: the torch graphs with the same compressed weights).
+backend's runtime here (Core ML: the torch graphs with the same compressed weights). qnn needs
+the QNN SDK to write its .pte: without it the request fails at once, before any work.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from calibration import quant_coreml, quant_executorch, quant_onnx, quant_tflite
+from calibration import quant_coreml, quant_executorch, quant_onnx, quant_qnn, quant_tflite
 from calibration.capture import CalibrationSet, capture, is_calibration_set, load_calibration
 from calibration.schemes import check_scheme
 from export import onnx as export_onnx
+from export import vendor
 from export.pipeline import BACKENDS, artifact_name, new_manifest, open_manifest
 from f2i_mobile.atomic import atomic_file
 from f2i_mobile.errors import F2IError
@@ -80,6 +82,8 @@ def quantize_graph(module: torch.nn.Module, spec: GraphSpec, calib: CalibrationS
             tmp.write_bytes(quant_executorch.lower(converted, spec))
         return {}, {"tool": f"{request.quantizer}: XNNPACKQuantizer per-channel symmetric, "
                             "static activations", "delegate": "XnnpackBackend"}
+    if request.backend == "qnn":
+        return {}, quantize_qnn(module, spec, inputs, request.scheme, path)
     if request.backend == "tflite":
         return quant_tflite.quantize(module, spec, inputs, request.scheme, path, work)
     if request.backend == "onnx":
@@ -92,11 +96,32 @@ def quantize_graph(module: torch.nn.Module, spec: GraphSpec, calib: CalibrationS
     raise F2IError(f"unknown backend {request.backend!r}")
 
 
+def quantize_qnn(module: torch.nn.Module, spec: GraphSpec, inputs: list[tuple[torch.Tensor, ...]],
+                 scheme: str, path: Path) -> dict:
+    """Quantize for the QNN HTP and write the .pte atomically; the SDK is checked first, so
+    that without it nothing is calibrated or written."""
+    sdk = vendor.check("qnn")
+    converted = quant_qnn.quantize(module, inputs, scheme)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(quant_qnn.lower(converted, spec))
+    return {"tool": f"pt2e: QnnQuantizer {quant_qnn.DTYPES[scheme].removeprefix('use_')}, "
+                    "per-channel weights, static activations",
+            "delegate": "qnn", "soc": sdk.target()}
+
+
+def check_request(backend: str, scheme: str) -> None:
+    """Everything that can refuse (backend, scheme) without work: the pair (schemes.py) and, for
+    a vendor NPU, its SDK (one line naming the SDK and its variable)."""
+    check_scheme(scheme, backend)
+    if backend in vendor.VENDORS:
+        vendor.check(backend)
+
+
 def quantize_model(model: F2IDiffSR, out: str | Path, request: QuantRequest,
                    calibration: str | Path | None = None, tile: int | None = None,
                    tiles: int | None = None) -> list[Artifact]:
     """Quantize every graph for `request` into OUT, calibrated on `calibration`."""
-    check_scheme(request.scheme, request.backend)
+    check_request(request.backend, request.scheme)
     if request.quantizer != "pt2e" and request.backend != "executorch":
         raise F2IError(f"--quantizer {request.quantizer} applies to executorch only")
     out = Path(out)

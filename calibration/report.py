@@ -116,7 +116,8 @@ def format_report(report: dict) -> str:
     rows = [head]
     for v in report["variants"]:
         e = v["end_to_end"]
-        rows.append([v["backend"], v["precision"], f"{v['bytes'] / 1e6:.2f}"]
+        size = "-" if v["bytes"] is None else f"{v['bytes'] / 1e6:.2f}"  # None: no artifact
+        rows.append([v["backend"], v["precision"], size]
                     + [_f(v["graphs"][g]["psnr"], 1) for g in GRAPHS]
                     + [_f(e["psnr"]), _f(e["ssim"], 4), _f(e["psnr_hr"]),
                        f"{'ok' if v['ok'] else 'FAIL'} (>= {v['min_psnr']:.0f})"])
@@ -126,6 +127,9 @@ def format_report(report: dict) -> str:
     lines.append(f"float vs HR: {_f(fh['psnr'])} dB, SSIM {_f(fh['ssim'], 4)} "
                  f"({report['tiles']} calibration tiles; PSNR/SSIM on Y, per graph against "
                  "float on float inputs)")
+    # Rows measured some other way than running an artifact here say how (quant_report.py).
+    notes = {v["backend"]: v["note"] for v in report["variants"] if v.get("note")}
+    lines += [f"{backend}: {note}" for backend, note in notes.items()]
     lines += [f"FAILED: {f}" for f in report["failures"]]
     return "\n".join(lines)
 

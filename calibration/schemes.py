@@ -1,7 +1,8 @@
 """Quantization schemes, named as the field names them, and which backend runs which.
 
     w8a8      int8 weights (per channel), int8 activations (static, calibrated)
-    w8a16     int8 weights, 16-bit activations (int16 on TFLite, float16 on Core ML)
+    w8a16     int8 weights, 16-bit activations (int16 on TFLite, uint16 on QNN, float16 on
+              Core ML)
     w4a16     4-bit weights (per block), 16-bit float activations: no backend here (Core ML's
               needs iOS18, the export targets iOS17; XNNPACK's is for LLM linears)
     fp16      float16 weights and activations
@@ -17,7 +18,10 @@ from __future__ import annotations
 from f2i_mobile.errors import F2IError
 
 SCHEMES = ("w8a8", "w8a16", "w4a16", "fp16", "palette6", "palette4")
-BACKENDS = ("executorch", "tflite", "coreml", "onnx")
+BACKENDS = ("executorch", "tflite", "coreml", "onnx", "qnn")
+# What `export --quant SCHEME` without --backends quantizes for: the backends that need no vendor
+# SDK (the export layer's default too); qnn only when named.
+DEFAULT_BACKENDS = ("executorch", "tflite", "coreml", "onnx")
 
 # (backend, scheme) -> the tool that produces it. Why the missing pairs are missing:
 # - ExecuTorch/XNNPACK has no int16-activation kernels (its quantizer offers 8-bit activations
@@ -29,6 +33,10 @@ BACKENDS = ("executorch", "tflite", "coreml", "onnx")
 #   Core ML form here (its activation quantization needs calibration on macOS).
 # - ONNX: QDQ int8 through onnxruntime.quantization; 16-bit activations are not run by the
 #   mobile execution providers (NNAPI, XNNPACK, QNN HTP takes its own format).
+# - qnn (ExecuTorch on Qualcomm's HTP): executorch's QnnQuantizer, int8 weights with uint8 or
+#   uint16 activations, the only ExecuTorch path to 16-bit activations. Its 4-bit weights come
+#   with integer activations (not w4a16's float ones); palettization is a Core ML format. The
+#   .pte needs the QNN SDK (quantize.py checks it first); quant_qnn.py says why.
 SUPPORTED: dict[tuple[str, str], str] = {
     ("executorch", "w8a8"): "PT2E XNNPACKQuantizer (per-channel symmetric, static activations)",
     ("tflite", "w8a8"): "litert-torch PT2EQuantizer, full integer int8",
@@ -37,9 +45,15 @@ SUPPORTED: dict[tuple[str, str], str] = {
     ("coreml", "palette6"): "coremltools.optimize.coreml k-means palettization, 6 bits",
     ("coreml", "palette4"): "coremltools.optimize.coreml k-means palettization, 4 bits",
     ("onnx", "w8a8"): "onnxruntime.quantization.quantize_static, QDQ int8",
+    ("qnn", "w8a8"): "PT2E QnnQuantizer 8a8w (per-channel int8 weights, static uint8 "
+                     "activations), QNN HTP",
+    ("qnn", "w8a16"): "PT2E QnnQuantizer 16a8w (per-channel int8 weights, static uint16 "
+                      "activations), QNN HTP",
 }
 # Why a pair is missing, where the backend's general reason below is not the whole story.
 PAIR_WHY = {
+    ("executorch", "w8a16"): "XNNPACK has no 16-bit activation kernels; ExecuTorch's 16-bit "
+                             "activations are Qualcomm's HTP, --backends qnn",
     ("coreml", "w4a16"): "Core ML's int4 weights (per block) need an iOS18 deployment target and "
                          "the export targets iOS17",
 }
@@ -50,6 +64,8 @@ WHY = {
     "tflite": "TFLite integer kernels take int8 weights with int8 or int16 activations",
     "coreml": "Core ML compresses weights only; activations run in float16",
     "onnx": "ONNX Runtime's mobile execution providers run int8 QDQ only",
+    "qnn": "QnnQuantizer gives the HTP int8 weights with 8- or 16-bit integer activations; its "
+           "4-bit weights take integer activations and palettization is Core ML's",
 }
 # fp16 is a precision of the float export (f2i-mobile export --precision fp16), not a
 # calibrated quantization; it is in SCHEMES so that the name means one thing everywhere.
@@ -61,8 +77,9 @@ def supported(backend: str) -> list[str]:
 
 
 def supported_backends(scheme: str) -> list[str]:
-    """The backends that run `scheme` (all of them checked by check_scheme first)."""
-    names = [b for b in BACKENDS if (b, scheme) in SUPPORTED]
+    """The default backends that run `scheme` (vendor NPUs only when named, as in the float
+    export), or one F2IError line saying why none does."""
+    names = [b for b in DEFAULT_BACKENDS if (b, scheme) in SUPPORTED]
     if not names:
         check_scheme(scheme, BACKENDS[0])  # says why in one line
     return names

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
 
 from calibration.capture import capture, load_calibration
-from calibration.schemes import BACKENDS, SCHEMES, SUPPORTED, check_scheme
+from calibration.schemes import BACKENDS, SCHEMES, SUPPORTED, check_scheme, supported_backends
 from f2i_mobile.cli import main
 from f2i_mobile.errors import F2IError
 
@@ -67,6 +68,16 @@ def test_unsupported_pairs_say_so_in_one_line(backend, scheme):
     # It says what to use instead: the float precision flag, or the backend's own schemes.
     instead = [s for (b, s) in SUPPORTED if b == backend]
     assert "--precision" in line or all(s in line for s in instead)
+
+
+def test_qnn_has_8_and_16_bit_activations_and_refuses_the_rest_in_one_line():
+    assert "16a8w" in check_scheme("w8a16", "qnn") and "8a8w" in check_scheme("w8a8", "qnn")
+    with pytest.raises(F2IError) as err:
+        check_scheme("palette4", "qnn")
+    line = str(err.value)
+    assert "\n" not in line and "qnn supports w8a8, w8a16" in line
+    # Without --backends, --quant stays on the backends that need no vendor SDK.
+    assert "qnn" not in supported_backends("w8a16")
 
 
 def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, calib_set, tmp_path,
@@ -182,6 +193,49 @@ def test_export_quant_refuses_an_unsupported_pair_before_any_work(tiny_checkpoin
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "w8a16 is not supported on executorch" in err
     assert "int16" in err or "16-bit" in err
+    assert not out.exists()
+
+
+def test_qnn_16_bit_activations_are_closer_to_float_than_8_bit(tiny_model, calib_set,
+                                                             monkeypatch):
+    """QnnQuantizer without the QNN SDK (and without fetching one): the converted decoder at
+    w8a16 carries uint16 activations and is nearer float than at w8a8."""
+    import numpy as np
+    import torch
+
+    from calibration import quant_qnn
+    from calibration.quant_executorch import scale_nodes
+    from calibration.quantize import torch_inputs
+    from calibration.report import tensor_psnr
+    from f2i_mobile.graphs import graph_modules
+
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+    decoder = graph_modules(tiny_model)["decoder"]
+    inputs = torch_inputs(calib_set, "decoder")
+    psnr, ranges = {}, {}
+    for scheme in ("w8a8", "w8a16"):
+        converted = quant_qnn.quantize(decoder, inputs, scheme)
+        with torch.no_grad():
+            out = np.concatenate([converted(*args).numpy() for args in inputs])
+        psnr[scheme] = tensor_psnr(out, calib_set.tensors["sr"], 1.0)
+        ranges[scheme] = {n.args[4] for n in scale_nodes(converted)}
+    assert ranges == {"w8a8": {255}, "w8a16": {65535}}  # activations' quant_max
+    assert 30 < psnr["w8a8"] < psnr["w8a16"] - 2, psnr
+    assert "QNN_SDK_ROOT" not in os.environ  # set empty only while ExecuTorch's helpers ran
+
+
+def test_qnn_quant_export_without_the_sdk_fails_at_once_and_writes_nothing(
+        tiny_model, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    from calibration.quantize import QuantRequest, quantize_model
+
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+    out = tmp_path / "out"
+    assert main(["export", "--model", str(tiny_checkpoint), "--out", str(out), "--quant",
+                 "w8a16", "--backends", "qnn"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "QNN" in err and "SDK" in err and "QNN_SDK_ROOT" in err
+    with pytest.raises(F2IError, match="QNN_SDK_ROOT"):
+        quantize_model(tiny_model, out, QuantRequest("qnn", "w8a8"))
     assert not out.exists()
 
 

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     p.add_argument("--quant", default=None, metavar="SCHEME",
                    help="post-training quantization instead of a float export: w8a8, w8a16, "
-                        "w4a16, palette6, palette4 (per backend, see calibration/schemes.py)")
+                        "w4a16, palette6, palette4 (per backend, see calibration/schemes.py; "
+                        "qnn: w8a8, w8a16, with the QNN SDK)")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="with --quant: a folder of photos to calibrate on, or a calibration set "
                         "captured before (default: the bundled held-in images); kept in "
@@ -55,13 +56,13 @@ def run(args) -> int:
 
 
 def run_quant(args) -> int:
-    from calibration.quantize import QuantRequest, quantize_model
-    from calibration.schemes import check_scheme, supported_backends
+    from calibration.quantize import QuantRequest, check_request, quantize_model
+    from calibration.schemes import supported_backends
     from f2i_mobile.pipeline import load_model
 
     names = (args.backends.split(",") if args.backends else supported_backends(args.quant))
-    for name in names:  # every pair checked before any work
-        check_scheme(args.quant, name.strip())
+    for name in names:  # every pair (and a vendor NPU's SDK) checked before any work
+        check_request(name.strip(), args.quant)
     model = load_model(args.model)
     for name in names:
         for a in quantize_model(model, args.out, QuantRequest(name.strip(), args.quant),
