@@ -39,15 +39,24 @@ def quantizable_layers(module: nn.Module) -> list[str]:
 
 
 def xnnpack_quantizer(only: set[str] | None = None, skip: set[str] = frozenset()):
-    """The XNNPACK quantizer, per-channel symmetric weights and static activations, limited to
-    the layers in `only` (all when None) and leaving the layers in `skip` in float."""
+    """The XNNPACK quantizer, per-channel symmetric weights and static activations on the
+    convolutions and linears, limited to the layers in `only` (all when None) and leaving the
+    layers in `skip` in float.
+
+    Only convolutions and linears are annotated (`set_operator_type`, not `set_global`): the
+    global config also quantizes every residual add, mul and cat, and on the mobile U-Net those
+    extra int8 rounding points cost 22 dB (U-Net alone 32.3 dB against float, 54.4 with
+    conv/linear only; end to end 30.7 against 42.2). The convolutions and linears are the
+    FLOPs; the adds between them stay in float, as onnxruntime's QDQ default also does."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True))
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = XNNPACKQuantizer()
+    for op in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
+        quantizer.set_operator_type(op, config)
     if only is not None or skip:
         def keep(node: torch.fx.Node) -> bool:
             layer = layer_of(node) or ""
