@@ -1,4 +1,10 @@
-"""ONNX: the dynamo exporter (torch.export underneath), checked with onnx.checker."""
+"""ONNX: the dynamo exporter (torch.export underneath), checked with onnx.checker.
+
+A protobuf holds at most 2 GB, so larger graphs (the `eff` and `full` U-Nets and DINOv2-large)
+keep their weights in an external data file beside the .onnx, which ONNX Runtime finds by its
+relative name. Such files are listed in the artifact's details (name, bytes, sha256) and moved
+into place with the .onnx (export/pipeline.lower_one), before it.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,13 @@ def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Low
         with_precision(module, precision), spec.example_inputs(), dynamo=True, opset_version=OPSET,
         input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
         verbose=False)
-    program.save(str(path))
+    program.save(str(path))  # the exporter moves weights to external data past 2 GB
     onnx.checker.check_model(str(path), full_check=True)
-    return Lowered(details={"opset": OPSET, "exporter": "torch.onnx dynamo"})
+    details = {"opset": OPSET, "exporter": "torch.onnx dynamo"}
+    external = sorted(p for p in path.parent.iterdir() if p != path and p.is_file())
+    if external:
+        from f2i_mobile.manifest import sha256_path
+
+        details["external_data"] = [{"name": p.name, "bytes": p.stat().st_size,
+                                     "sha256": sha256_path(p)} for p in external]
+    return Lowered(details=details)

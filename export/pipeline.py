@@ -119,6 +119,8 @@ def lower_one(backend: Backend, module, spec, final: Path, precision: str) -> Lo
         if final.is_dir():  # a .mlpackage being replaced: move the old one aside first
             trash = Path(tempfile.mkdtemp(prefix=".work-", dir=final.parent))
             os.replace(final, trash / final.name)
+        for extra in lowered.details.get("external_data", []):  # in place before its graph
+            os.replace(work / extra["name"], final.parent / extra["name"])
         os.replace(work / final.name, final)
         return lowered
     finally:

@@ -231,3 +231,22 @@ def test_tflite_fp16_has_half_weights_and_stays_close(exported, tiny_model, tmp_
     (got,) = run(args_0=latent.permute(0, 2, 3, 1).numpy()).values()
     ref = graph_modules(tiny_model)["decoder"](latent).detach().numpy()
     assert psnr(np.transpose(got, (0, 3, 1, 2)), ref) >= 45
+
+
+def test_external_data_moves_in_with_its_graph(tmp_path):
+    """Graphs past ONNX's 2 GB protobuf limit keep weights in a file beside the .onnx: it must
+    land next to the graph (ONNX Runtime finds it by relative name), not stay in the work
+    folder that is removed."""
+    from export.common import Lowered
+    from export.pipeline import lower_one
+
+    def lower(module, spec, path, precision):
+        path.write_bytes(b"graph")
+        (path.parent / "unet.onnx.data").write_bytes(b"weights")
+        return Lowered(details={"external_data": [{"name": "unet.onnx.data", "bytes": 7}]})
+
+    final = tmp_path / "onnx" / "unet.onnx"
+    lower_one(Backend("onnx", "onnx", True, lower), None, None, final, "fp32")
+    assert final.read_bytes() == b"graph"
+    assert (final.parent / "unet.onnx.data").read_bytes() == b"weights"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["unet.onnx", "unet.onnx.data"]
