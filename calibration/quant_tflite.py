@@ -16,6 +16,9 @@ In w8a16 the ADD ops stay in float: TFLite's int16 ADD kernel with arbitrary (no
 scales needs `pot_scale_int16 = false`, which ai_edge_quantizer does not set, and the
 interpreter refuses those models. RSQRT (of the normalizations' variance) stays in float too: an
 int16 variance rounds to zero on flat tiles and the int16 RSQRT kernel then refuses to run.
+MEAN (the normalizations' statistics) stays in float as well: with it in int16 the mobile
+encoder alone measured 33.3 dB against float, with it in float 46.7 dB (leaving MUL, SUB,
+LOGISTIC or CONV_2D in float instead changed nothing).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def recipe(scheme: str):
     manager.add_static_config(".*", TFLOperationName.ALL_SUPPORTED, activation_num_bits=bits,
                               weight_num_bits=8)
     if bits == 16:  # see the module docstring
-        for op in (TFLOperationName.ADD, TFLOperationName.RSQRT):
+        for op in (TFLOperationName.ADD, TFLOperationName.RSQRT, TFLOperationName.MEAN):
             manager.add_quantization_config(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
 
@@ -77,5 +80,5 @@ def quantize_recipe(float_path: Path, inputs: Inputs, scheme: str, path: Path) -
     with atomic_file(path) as tmp:
         tmp.write_bytes(result.quantized_model)
     return {"tool": "ai_edge_quantizer", "recipe": f"static int8 weights, int{scheme[3:]} "
-            "activations" + (", ADD and RSQRT in float" if scheme == "w8a16" else ""),
+            "activations" + (", ADD, RSQRT and MEAN in float" if scheme == "w8a16" else ""),
             "io": f"int{scheme[3:]}"}
