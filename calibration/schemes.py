@@ -38,9 +38,11 @@ DEFAULT_BACKENDS = ("executorch", "tflite", "coreml", "onnx")
 #   with integer activations (not w4a16's float ones); palettization is a Core ML format. The
 #   .pte needs the QNN SDK (quantize.py checks it first); quant_qnn.py says why.
 SUPPORTED: dict[tuple[str, str], str] = {
-    ("executorch", "w8a8"): "PT2E XNNPACKQuantizer on convolutions and linears (per-channel symmetric, static activations)",
+    ("executorch", "w8a8"): "PT2E XNNPACKQuantizer on convolutions and linears "
+                            "(per-channel symmetric, static activations)",
     ("tflite", "w8a8"): "ai_edge_quantizer static, full integer int8",
-    ("tflite", "w8a16"): "ai_edge_quantizer 16x8: int8 weights, int16 activations (ADD, RSQRT, MEAN float)",
+    ("tflite", "w8a16"): "ai_edge_quantizer 16x8: int8 weights, int16 activations "
+                         "(ADD, RSQRT, MEAN float)",
     ("coreml", "w8a16"): "coremltools.optimize.coreml linear int8 weights, fp16 compute",
     ("coreml", "palette6"): "coremltools.optimize.coreml k-means palettization, 6 bits",
     ("coreml", "palette4"): "coremltools.optimize.coreml k-means palettization, 4 bits",
