@@ -31,10 +31,21 @@ def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Low
     program.save(str(path))  # the exporter moves weights to external data past 2 GB
     onnx.checker.check_model(str(path), full_check=True)
     details = {"opset": OPSET, "exporter": "torch.onnx dynamo"}
-    external = sorted(p for p in path.parent.iterdir() if p != path and p.is_file())
+    external = [path.parent / name for name in external_files(path)]
     if external:
         from f2i_mobile.manifest import sha256_path
 
         details["external_data"] = [{"name": p.name, "bytes": p.stat().st_size,
                                      "sha256": sha256_path(p)} for p in external]
     return Lowered(details=details)
+
+
+def external_files(path: Path) -> list[str]:
+    """The external data files an .onnx refers to (its tensors' `location`s), by the graph's
+    own record rather than by what else lies in its folder."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({ExternalDataInfo(t).location for t in model.graph.initializer
+                   if uses_external_data(t)})

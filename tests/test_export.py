@@ -250,3 +250,28 @@ def test_external_data_moves_in_with_its_graph(tmp_path):
     assert final.read_bytes() == b"graph"
     assert (final.parent / "unet.onnx.data").read_bytes() == b"weights"
     assert sorted(p.name for p in final.parent.iterdir()) == ["unet.onnx", "unet.onnx.data"]
+
+
+def test_onnx_external_data_is_read_from_the_graph(tmp_path):
+    """The .onnx's own tensor records name its external data; other files in the folder (the
+    calibration work folder holds several graphs) are not."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.onnx import external_files
+
+    def model():
+        w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [w])
+        return helper.make_model(graph)
+
+    (tmp_path / "encoder.fp32.onnx").write_bytes(b"another graph")
+    onnx.save_model(model(), str(tmp_path / "unet.onnx"), save_as_external_data=True,
+                    location="unet.onnx.data", size_threshold=0)
+    onnx.save_model(model(), str(tmp_path / "decoder.onnx"))
+    assert external_files(tmp_path / "unet.onnx") == ["unet.onnx.data"]
+    assert external_files(tmp_path / "decoder.onnx") == []
