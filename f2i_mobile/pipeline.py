@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from f2i_mobile.errors import F2IError
+from f2i_mobile.memory import resident_bytes, return_freed_memory
 from f2i_mobile.image import Photo, check_output_path, read_image, to_uint, write_image
 from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.planner import (
@@ -142,18 +142,6 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
                   weights_in_base=False)
 
 
-def resident_bytes() -> int:
-    """This process's resident memory now (Linux), or its peak so far elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def output_size(photo_size: tuple[int, int], scale: float) -> tuple[int, int]:
     if not 0 < scale <= 16:
         raise F2IError(f"--scale must be in (0, 16], not {scale}")
@@ -226,7 +214,8 @@ def plan_job(engine: Engine, photo_size: tuple[int, int], output: str | Path | N
     schedule = choose_schedule(plan, options.memory_budget, order=options.order,
                                batch=options.batch, fixed_batch=fixed,
                                base_bytes=resident_bytes(), out_channels=channels,
-                               whole_output=whole)
+                               whole_output=whole,
+                               context_pass=hasattr(engine.runner, "calibrate"))
     plan = _with_costs(plan, costs)
     return Job(plan, schedule, out_size, whole, notes)
 
@@ -312,6 +301,8 @@ def upscale_file(input_path: str | Path, output: str | Path, model_path: str | P
     from f2i_mobile.tiling.writer import write_bands
 
     fmt = check_output_path(output)
+    if options.memory_budget is not None:
+        return_freed_memory()
     photo = read_image(input_path)
     engine = open_engine(model_path, options)
     job = plan_job(engine, photo.size, output, options, _channels(photo))

@@ -199,6 +199,36 @@ def test_budget_that_cannot_be_met_is_one_line_before_any_work(tmp_path, tiny_ch
     assert not dst.exists()
 
 
+def test_estimate_counts_the_image_wide_statistics_pass():
+    # The torch runner first runs a reference view of up to REFERENCE_TILES tiles' area at
+    # batch 1: on a photo of many tiles that pass, not the batch-1 tiles, sets the peak.
+    from f2i_mobile.tiling.planner import REFERENCE_TILES, GraphCost, estimate_peak
+
+    act = 100 << 20
+    costs = {g: GraphCost(1.0, 0, act if g == "decoder" else 0, 0)
+             for g in ("conditioner", "encoder", "unet", "decoder")}
+    plan = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
+    plain = estimate_peak(plan, "tile", 1)
+    with_pass = estimate_peak(plan, "tile", 1, context_pass=True)
+    assert with_pass - plain == (REFERENCE_TILES - 1) * act
+    one_tile = plan_tiles(100, 100, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
+    assert estimate_peak(one_tile, "tile", 1, context_pass=True) < with_pass
+
+
+def test_peak_rise_sees_memory_that_was_freed_again():
+    from f2i_mobile.memory import peak_rise
+
+    def work():
+        block = np.ones(64 << 20, np.uint8)  # 64 MiB touched, then dropped
+        del block
+
+    rise = peak_rise(work)
+    if rise is None:
+        pytest.skip("no resettable high-water mark on this system")
+    assert 60 << 20 <= rise < 200 << 20
+    assert peak_rise(lambda: None) < 16 << 20
+
+
 def test_plan_prints_tiles_flops_and_memory_and_runs_nothing(tmp_path, tiny_checkpoint,
                                                              capsys):
     src = tmp_path / "in.png"

@@ -30,8 +30,10 @@ from torch import nn
 from f2i_mobile.runners.torch_runner import TorchRunner
 
 def _group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = x.reshape(x.shape[0], groups, -1).double()
-    return g.mean(dim=(0, 2)), g.var(dim=2, unbiased=False).mean(dim=0)
+    # In the input's own precision, as GroupNorm itself does: a float64 copy of a reference
+    # view's activation would double the pass's peak memory.
+    var, mean = torch.var_mean(x.reshape(x.shape[0], groups, -1), dim=2, correction=0)
+    return mean.double().mean(dim=0), var.double().mean(dim=0)
 
 
 def _frozen_forward(norm: nn.GroupNorm, mean: torch.Tensor, var: torch.Tensor):

@@ -27,6 +27,7 @@ from f2i_mobile.errors import F2IError
 
 GRAPH_ORDER = ("conditioner", "encoder", "unet", "decoder")
 CONDITIONING = ("image", "tile")
+REFERENCE_TILES = 4  # image-wide statistics come from a view of at most this many tiles' area
 GiB = 1 << 30
 
 
@@ -261,11 +262,14 @@ class Schedule:
 
 
 def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *,
-                  base_bytes: int = 0, out_channels: int = 4, whole_output: bool = False) -> int:
+                  base_bytes: int = 0, out_channels: int = 4, whole_output: bool = False,
+                  context_pass: bool = False) -> int:
     """Peak resident bytes of a run: `base_bytes` (the process before the run, with whatever
     weights it already holds) + the LR canvas + the graphs' weights (all in tile order, the
     largest in stage order) + `batch` tiles' working memory + what stage order keeps between
-    graphs (unless spilled) + the output band being blended (or the whole output)."""
+    graphs (unless spilled) + the output band being blended (or the whole output).
+    `context_pass`: the runner first takes image-wide statistics from a reference view of up to
+    REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1."""
     costs = [plan.costs.get(g, GraphCost(0.0)) for g in GRAPH_ORDER]
     cw, ch = plan.canvas
     ow, oh = plan.out_size
@@ -275,22 +279,28 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
     else:  # float accumulator over one tile row, and the finished band as integers
         fixed += plan.out_tile * cw * plan.scale * 4 * 3 + plan.out_tile * ow * out_channels * 2
     io = sum(c.io_bytes for c in costs)
+    reference = 0
+    if context_pass:
+        area = min(REFERENCE_TILES, cw * ch / plan.tile ** 2)
+        reference = int(fixed + sum(c.weight_bytes for c in costs)
+                        + area * max(c.activation_bytes + c.io_bytes for c in costs))
     if order == "tile":
-        return int(fixed + sum(c.weight_bytes for c in costs)
-                   + batch * (max(c.activation_bytes for c in costs) + io))
+        return max(reference, int(fixed + sum(c.weight_bytes for c in costs)
+                                  + batch * (max(c.activation_bytes for c in costs) + io)))
     n = plan.count if not spill else batch
     kept = [0, n * costs[1].io_bytes, n * (costs[1].io_bytes + costs[2].io_bytes),
             n * costs[2].io_bytes]  # what is held while each graph runs
     if plan.conditioning == "tile":
         kept = [k + n * costs[0].io_bytes if i < 3 else k for i, k in enumerate(kept)]
-    return int(fixed + max(c.weight_bytes + batch * (c.activation_bytes + c.io_bytes) + k
-                           for c, k in zip(costs, kept)))
+    return max(reference, int(fixed + max(c.weight_bytes + batch * (c.activation_bytes
+                                                                     + c.io_bytes) + k
+                                          for c, k in zip(costs, kept))))
 
 
 def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = None,
                     batch: int | None = None, fixed_batch: int | None = None,
                     max_batch: int = 4, base_bytes: int = 0, out_channels: int = 4,
-                    whole_output: bool = False) -> Schedule:
+                    whole_output: bool = False, context_pass: bool = False) -> Schedule:
     """The fastest schedule that fits `budget`: tile order at the largest batch first, then stage
     order, then stage order with intermediates spilled to disk. `order`/`batch` pin a choice;
     `fixed_batch` is a runner's static batch. Raises at once, with the minimum it would need,
@@ -306,7 +316,7 @@ def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = N
                else list(range(min(max_batch, plan.count), 0, -1)))
     candidates = [Schedule(o, b, spill, estimate_peak(
                       plan, o, b, spill, base_bytes=base_bytes, out_channels=out_channels,
-                      whole_output=whole_output))
+                      whole_output=whole_output, context_pass=context_pass))
                   for o in ([order] if order else ORDERS)
                   for spill in ((False,) if o == "tile" else (False, True))
                   for b in batches]

@@ -35,9 +35,8 @@ from tqdm import tqdm
 
 from f2i_mobile.runners.base import GraphRunner
 from f2i_mobile.tiling.colorfix import color_fix
-from f2i_mobile.tiling.planner import Schedule, TilePlan
+from f2i_mobile.tiling.planner import REFERENCE_TILES, Schedule, TilePlan
 
-REFERENCE_TILES = 4  # image-wide statistics come from a view of at most this many tiles' area
 
 
 def pad_reflect(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""Resident memory of this process, and the allocator setting that keeps it near what tensors
+actually hold (the tiler's `--memory-budget` depends on both)."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux), or its peak so far elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# Under a memory budget, tensors of this size and larger go back to the OS when freed. glibc
+# otherwise raises its mmap threshold after the first large free and serves later tensors from a
+# heap that fragments: measured on the bundled model, 1.58 GiB peak RSS instead of 1.18 GiB for
+# the same 12 tiles (batch 4), for about 13 % more time. No library sets this; ctypes does.
+MMAP_THRESHOLD = 8 << 20
+
+
+def return_freed_memory() -> None:
+    """Pin glibc's mmap threshold (Linux with glibc; elsewhere nothing happens)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+
+def peak_rise(work: Callable[[], object]) -> int | None:
+    """Bytes resident memory rose by, at its highest, while `work()` ran: Linux's resettable
+    high-water mark (/proc/self/clear_refs, kernel 4.0+); None where that is not available.
+    Resetting it also resets what `getrusage`/`time -v` report as the peak, so call this before
+    the heavy part of a run, not after."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status("VmRSS:")
+        work()
+        return max(0, _status("VmHWM:") - before)
+    except (OSError, StopIteration):
+        return None
