@@ -191,8 +191,10 @@ def to_uint(photo: Photo, fmt: str) -> np.ndarray:
     channels = [photo.rgb.mean(axis=2, keepdims=True)] if photo.grayscale else [photo.rgb]
     if photo.alpha is not None and fmt != "JPEG":
         channels.append(photo.alpha[..., None])
-    data = np.concatenate(channels, axis=2)
-    data = np.clip(np.rint(data * maxval), 0, maxval).astype(dtype)
+    data = np.concatenate(channels, axis=2)  # a new array: scaled and rounded in place, so a
+    np.multiply(data, maxval, out=data)      # streamed band costs one float copy, not three
+    np.clip(np.rint(data, out=data), 0, maxval, out=data)
+    data = data.astype(dtype)
     return data[..., 0] if data.shape[2] == 1 else data
 
 

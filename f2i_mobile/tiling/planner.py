@@ -276,8 +276,10 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
     fixed = base_bytes + cw * ch * 4 * 4  # float RGB canvas + alpha
     if whole_output:
         fixed += ow * oh * 4 * 3 + ow * oh * out_channels * 2
-    else:  # float accumulator over one tile row, and the finished band as integers
-        fixed += plan.out_tile * cw * plan.scale * 4 * 3 + plan.out_tile * ow * out_channels * 2
+    else:  # float accumulator over one tile row; a finished band as floats twice (the copy
+        # handed out, the channels put together for the writer) and as integers
+        band = plan.out_tile * ow
+        fixed += plan.out_tile * cw * plan.scale * 4 * 3 + band * (2 * 4 * 3 + out_channels * 2)
     io = sum(c.io_bytes for c in costs)
     reference = 0
     if context_pass:
