@@ -25,12 +25,15 @@ QUANTIZERS = ("pt2e", "nncf")
 Inputs = Sequence[tuple[torch.Tensor, ...]]
 
 
-def layer_of(node: torch.fx.Node) -> str | None:
-    """The qualified name of the innermost module a graph node was traced from."""
+TOP_LEVEL = "(graph input/top level)"  # the "layer" of graph inputs and the root's own ops
+
+
+def layer_of(node: torch.fx.Node) -> str:
+    """The qualified name of the innermost module a graph node was traced from (TOP_LEVEL for
+    the graph's inputs and for ops of the root module itself)."""
     stack = node.meta.get("nn_module_stack")
-    if not stack:
-        return None
-    return list(stack.values())[-1][0]
+    name = list(stack.values())[-1][0] if stack else ""
+    return name or TOP_LEVEL
 
 
 def quantizable_layers(module: nn.Module) -> list[str]:
@@ -59,7 +62,7 @@ def xnnpack_quantizer(only: set[str] | None = None, skip: set[str] = frozenset()
         quantizer.set_operator_type(op, config)
     if only is not None or skip:
         def keep(node: torch.fx.Node) -> bool:
-            layer = layer_of(node) or ""
+            layer = layer_of(node)
             return (only is None or layer in only) and layer not in skip
 
         quantizer.set_filter_function(keep)

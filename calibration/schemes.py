@@ -40,9 +40,9 @@ DEFAULT_BACKENDS = ("executorch", "tflite", "coreml", "onnx")
 SUPPORTED: dict[tuple[str, str], str] = {
     ("executorch", "w8a8"): "PT2E XNNPACKQuantizer on convolutions and linears "
                             "(per-channel symmetric, static activations)",
-    ("tflite", "w8a8"): "ai_edge_quantizer static, full integer int8",
+    ("tflite", "w8a8"): "ai_edge_quantizer static int8 (GroupNorm float)",
     ("tflite", "w8a16"): "ai_edge_quantizer 16x8: int8 weights, int16 activations "
-                         "(ADD, RSQRT, MEAN float)",
+                         "(GroupNorm, ADD, RSQRT, MEAN float)",
     ("coreml", "w8a16"): "coremltools.optimize.coreml linear int8 weights, fp16 compute",
     ("coreml", "palette6"): "coremltools.optimize.coreml k-means palettization, 6 bits",
     ("coreml", "palette4"): "coremltools.optimize.coreml k-means palettization, 4 bits",

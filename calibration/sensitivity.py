@@ -99,10 +99,10 @@ class Evaluator:
 
 def pair_layers(dequant: torch.fx.Node) -> set[str]:
     """The layers a quantize/dequantize pair belongs to: those of the op that produced the
-    tensor and of the ops that read it ("" for ops at the graph's top level)."""
+    tensor and of the ops that read it (TOP_LEVEL for graph inputs and the root's ops)."""
     source = dequant.args[0].args[0]
     nodes = [*dequant.users, *([source] if isinstance(source, torch.fx.Node) else [])]
-    return {quant_executorch.layer_of(n) or "" for n in nodes}
+    return {quant_executorch.layer_of(n) for n in nodes}
 
 
 def quantized_layers(converted: torch.fx.GraphModule) -> list[str]:
