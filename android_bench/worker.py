@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from f2i_mobile.manifest import Manifest, TensorInfo
+from f2i_mobile.memory import peak_resident, reset_peak
 
 PREFIX = "F2I_BENCH "
 
@@ -32,24 +33,6 @@ def make_input(t: TensorInfo, rng: np.random.Generator) -> np.ndarray:
     if t.name == "lr":
         return rng.random(t.shape, dtype=np.float32).astype(t.dtype)
     return rng.standard_normal(t.shape, dtype=np.float32).astype(t.dtype)
-
-
-def _reset_peak_rss() -> None:
-    # Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each graph gets its own peak.
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         for graph in args.graphs.split(","):
             info = manifest.graphs[graph]
             inputs = {t.name: make_input(t, rng) for t in info.inputs}
-            _reset_peak_rss()
+            reset_peak()
             times = []
             for _ in range(args.warmup + args.runs):
                 t0 = time.perf_counter()
                 runner.run(graph, inputs)
                 times.append((time.perf_counter() - t0) * 1e3)
+            peak = peak_resident()  # since reset_peak: this graph's runs
             record = {"graph": graph, "open_ms": open_ms, "first_ms": times[0],
                       "warmup": args.warmup, "samples_ms": times[args.warmup:],
-                      "peak_rss_mb": _peak_rss_mb()}
+                      "peak_rss_mb": None if peak is None else peak / 2 ** 20}
             print(PREFIX + json.dumps(record), flush=True)
             runner.release(graph)
             open_ms = None  # opening is paid once, by the first graph

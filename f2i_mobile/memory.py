@@ -38,21 +38,38 @@ def return_freed_memory() -> None:
         pass
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-
-def peak_rise(work: Callable[[], object]) -> int | None:
-    """Bytes resident memory rose by, at its highest, while `work()` ran: Linux's resettable
-    high-water mark (/proc/self/clear_refs, kernel 4.0+); None where that is not available.
-    Resetting it also resets what `getrusage`/`time -v` report as the peak, so call this before
-    the heavy part of a run, not after."""
+def reset_peak() -> bool:
+    """Reset the process's resident high-water mark (Linux 4.0+: writing 5 to clear_refs).
+    This also resets what `getrusage`/`time -v` report as the peak, so call it before the
+    heavy part of a run, not after. False where it cannot be reset."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        before = _status("VmRSS:")
-        work()
-        return max(0, _status("VmHWM:") - before)
-    except (OSError, StopIteration):
+        return True
+    except OSError:
+        return False
+
+
+def _status(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith(key)),
+                        None)
+    except OSError:
         return None
+
+
+def peak_resident() -> int | None:
+    """The resident high-water mark in bytes (since the last `reset_peak`), where Linux says."""
+    return _status("VmHWM:")
+
+
+def peak_rise(work: Callable[[], object]) -> int | None:
+    """Bytes resident memory rose by, at its highest, while `work()` ran; None where the
+    high-water mark cannot be reset and read."""
+    if not reset_peak():
+        return None
+    before = _status("VmRSS:")
+    work()
+    peak = peak_resident()
+    return None if before is None or peak is None else max(0, peak - before)
