@@ -7,16 +7,20 @@ import resource
 from collections.abc import Callable
 
 
-def resident_bytes() -> int:
-    """This process's resident memory now (Linux), or its peak so far elsewhere."""
+def _status(key: str) -> int | None:
+    """A size line of /proc/self/status in bytes (VmRSS, VmHWM); None off Linux."""
     try:
         with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith(key)),
+                        None)
     except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return None
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux), or its peak so far elsewhere."""
+    now = _status("VmRSS:")
+    return now if now is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # Under a memory budget, tensors of this size and larger go back to the OS when freed. glibc
@@ -48,15 +52,6 @@ def reset_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-def _status(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            return next((int(line.split()[1]) * 1024 for line in f if line.startswith(key)),
-                        None)
-    except OSError:
-        return None
 
 
 def peak_resident() -> int | None:

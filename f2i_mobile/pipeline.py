@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from f2i_mobile.errors import F2IError
-from f2i_mobile.memory import resident_bytes, return_freed_memory
 from f2i_mobile.image import Photo, check_output_path, read_image, to_uint, write_image
+from f2i_mobile.memory import resident_bytes, return_freed_memory
 from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.planner import (
     GraphCost, Schedule, TilePlan, choose_schedule, default_overlap, format_size, min_overlap,
