@@ -28,7 +28,7 @@ import torch
 from calibration import quant_qnn
 from calibration.capture import CalibrationSet, load_calibration
 from calibration.quantize import QuantRequest, quantize_model
-from calibration.report import MIN_PSNR, format_report, image_scores, quant_check, tensor_psnr
+from calibration.report import MIN_PSNR, format_report, output_scores, quant_check
 from calibration.sensitivity import Evaluator, layer_sensitivity, mixed_precision
 from f2i_mobile.graphs import GRAPHS
 from f2i_mobile.models import F2IDiffSR
@@ -57,9 +57,7 @@ def graph_psnr(evaluator: Evaluator, graph: str, module: torch.nn.Module) -> flo
     with torch.no_grad():
         out = np.concatenate([module(*args).numpy()
                               for args in evaluator.inputs[graph][:evaluator.tiles]])
-    if name == "sr":
-        return image_scores(out, ref, evaluator.shave)[0]
-    return tensor_psnr(out, ref, float(ref.max() - ref.min()))
+    return output_scores(name, out, ref, evaluator.shave)[0]
 
 
 def qnn_variant(model: F2IDiffSR, calib: CalibrationSet, scheme: str, tiles: int) -> dict:

@@ -45,17 +45,22 @@ def image_scores(sr: np.ndarray, ref: np.ndarray, shave: int) -> tuple[float, fl
     return float(np.mean([p for p, _ in pairs])), float(np.mean([s for _, s in pairs]))
 
 
+def output_scores(name: str, quant: np.ndarray, ref: np.ndarray, shave: int,
+                  ) -> tuple[float, float | None]:
+    """One graph output against float: Y-channel PSNR and SSIM for the SR image, PSNR over the
+    float tensor's range (no SSIM) for latents and tokens."""
+    if name == "sr":
+        return image_scores(quant, ref, shave)
+    return tensor_psnr(quant, ref, float(ref.max() - ref.min())), None
+
+
 def variant_scores(runner, calib: CalibrationSet, shave: int) -> dict:
     graphs = {}
     for graph in GRAPHS:
         outs = [runner.run(graph, feed) for feed in calib.graph_inputs(graph)]
         name = calib.index["graphs"][graph]["outputs"][0]
         quant = np.concatenate([o[name] for o in outs])
-        ref = calib.tensors[name]
-        if name == "sr":
-            psnr, ssim = image_scores(quant, ref, shave)
-        else:
-            psnr, ssim = tensor_psnr(quant, ref, float(ref.max() - ref.min())), None
+        psnr, ssim = output_scores(name, quant, calib.tensors[name], shave)
         graphs[graph] = {"psnr": psnr, "ssim": ssim}
         runner.release(graph)
     sr = []
