@@ -3,6 +3,7 @@ actually hold (the tiler's `--memory-budget` depends on both)."""
 
 from __future__ import annotations
 
+import functools
 import resource
 from collections.abc import Callable
 
@@ -42,16 +43,47 @@ def return_freed_memory() -> None:
         pass
 
 
-def reset_peak() -> bool:
-    """Reset the process's resident high-water mark (Linux 4.0+: writing 5 to clear_refs).
-    This also resets what `getrusage`/`time -v` report as the peak, so call it before the
-    heavy part of a run, not after. False where it cannot be reset."""
+def _clear_peak() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         return True
     except OSError:
         return False
+
+
+def touch_fresh_pages(nbytes: int) -> None:
+    """Make `nbytes` of new pages resident, then give them back. An anonymous mmap, not an
+    array: malloc may serve an array from heap pages that are already resident, and then
+    resident memory does not move at all (what a CI run saw with a 64 MiB numpy block)."""
+    import mmap
+
+    block = mmap.mmap(-1, nbytes)
+    try:
+        for offset in range(0, nbytes, mmap.PAGESIZE):
+            block[offset] = 1
+    finally:
+        block.close()
+
+
+@functools.cache
+def _peak_tracks_freed_memory() -> bool:
+    """Whether the kernel resets the high-water mark and raises it for memory that was touched
+    and freed again; checked once with 32 MiB of fresh pages."""
+    if not _clear_peak():
+        return False
+    before = _status("VmRSS:")
+    touch_fresh_pages(32 << 20)
+    peak = _status("VmHWM:")
+    return before is not None and peak is not None and peak - before >= 24 << 20
+
+
+def reset_peak() -> bool:
+    """Reset the process's resident high-water mark (Linux 4.0+: writing 5 to clear_refs).
+    This also resets what `getrusage`/`time -v` report as the peak, so call it before the
+    heavy part of a run, not after. False where the mark cannot be reset or does not see
+    freed memory; `peak_resident` then measures nothing that follows."""
+    return _peak_tracks_freed_memory() and _clear_peak()
 
 
 def peak_resident() -> int | None:
@@ -61,7 +93,8 @@ def peak_resident() -> int | None:
 
 def peak_rise(work: Callable[[], object]) -> int | None:
     """Bytes resident memory rose by, at its highest, while `work()` ran; None where the
-    high-water mark cannot be reset and read."""
+    high-water mark cannot be reset and read. Memory that `work` takes from pages the
+    allocator already holds is not a rise: this is what running `work` costs the process."""
     if not reset_peak():
         return None
     before = _status("VmRSS:")
