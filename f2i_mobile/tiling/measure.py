@@ -26,10 +26,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from f2i_mobile.graphs import GRAPHS, count_flops, graph_specs
-from f2i_mobile.memory import peak_rise, return_freed_memory
+from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.tiling.context import ImageContextRunner
-from f2i_mobile.tiling.planner import GraphCost
+from f2i_mobile.tiling.planner import MAX_BATCH, GraphCost
 
 TOLERANCE = 1e-3  # max abs error on [0, 1] output pixels that counts as seamless
 _CACHE: dict[str, dict] = {}
@@ -155,7 +155,8 @@ class _PeakBytes(TorchDispatchMode):
 
 @torch.no_grad()
 def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCost]:
-    """Per graph, one tile at batch 1: GFLOPs, weight bytes, peak working memory, output bytes."""
+    """Per graph and per tile: GFLOPs, weight bytes, peak working memory, output bytes, and the
+    resident memory its first run leaves behind."""
     tile = tile or model.config.tile
     specs = graph_specs(model.config, tile)
     flops = count_flops(model, tile)
@@ -163,25 +164,31 @@ def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCos
     return_freed_memory()
     costs = {}
     for g in GRAPHS:
-        inputs = {t.name: a.numpy() for t, a in zip(specs[g].inputs, specs[g].example_inputs())}
         module = runner.modules[g]
-        args = [torch.from_numpy(inputs[t.name]) for t in specs[g].inputs]
-        # Resident memory, which sees what tensors do not (oneDNN workspaces, allocator slack:
-        # about 20 % more than `_PeakBytes` on the bundled decoder), measured on a warm module
-        # with the allocator as budgeted runs set it; counted tensors where it cannot be read.
-        module(*args)
-        working = peak_rise(lambda: module(*args))
-        if working is None:
-            with _PeakBytes() as counter:
-                module(*args)
-            working = counter.peak
+        example = specs[g].example_inputs()
+        before = resident_bytes()
+        # Per tile at batch 1 and at the largest batch: workspaces grow faster than the batch.
+        working = max(_working_bytes(module, [a.expand(b, *a.shape[1:]).contiguous()
+                                              for a in example]) / b for b in (1, MAX_BATCH))
         out = specs[g].outputs[0]
         costs[g] = GraphCost(
             gflops=flops[g] / 1e9,
             weight_bytes=sum(p.numel() * p.element_size() for p in module.parameters()),
-            activation_bytes=working,
-            io_bytes=int(np.prod(out.shape)) * 4)
+            activation_bytes=int(working),
+            io_bytes=int(np.prod(out.shape)) * 4,
+            retained_bytes=max(0, resident_bytes() - before))
     return costs
+
+
+def _working_bytes(module: torch.nn.Module, args: list[torch.Tensor]) -> int:
+    """Peak working memory of one call. Resident memory sees what tensors do not (oneDNN
+    workspaces, allocator slack: 20-25 % more than the tensors on the bundled decoder); it
+    misses what the allocator serves from pages this process already holds, which a later
+    process may not hold. So: the larger of the two, on a module warmed by the first call;
+    counted tensors alone where resident memory cannot be read."""
+    with _PeakBytes() as counter:
+        module(*args)
+    return max(peak_rise(lambda: module(*args)) or 0, counter.peak)
 
 
 def _cached(kind: str, key: str, compute, encode=lambda v: v, decode=lambda v: v):
@@ -209,6 +216,6 @@ def cached_receptive_fields(model: F2IDiffSR) -> dict:
 
 
 def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:
-    return _cached(f"costs-rss-t{tile}", model_key(model), lambda: graph_costs(model, tile),
+    return _cached(f"costs-v4-t{tile}", model_key(model), lambda: graph_costs(model, tile),
                    lambda v: {g: vars(c) for g, c in v.items()},
                    lambda v: {g: GraphCost(**c) for g, c in v.items()})

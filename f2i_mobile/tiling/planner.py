@@ -28,6 +28,11 @@ from f2i_mobile.errors import F2IError
 GRAPH_ORDER = ("conditioner", "encoder", "unet", "decoder")
 CONDITIONING = ("image", "tile")
 REFERENCE_TILES = 4  # image-wide statistics come from a view of at most this many tiles' area
+MAX_BATCH = 4  # the largest batch a schedule picks on its own
+# Working memory is counted with this allowance: the peak RSS of one schedule varies from run
+# to run with how the threads' frees and allocations interleave (1169-1294 MiB over 7 runs of
+# a 20-tile photo on the bundled model, batch 4, where the graphs' working memory was 512 MiB).
+WORKING_SPREAD = 1.2
 GiB = 1 << 30
 
 
@@ -67,6 +72,7 @@ class GraphCost:
     weight_bytes: int = 0
     activation_bytes: int = 0  # peak working memory of one tile inside the graph
     io_bytes: int = 0  # the graph's output per tile (what stage order keeps between graphs)
+    retained_bytes: int = 0  # resident memory the graph's first run keeps (kernel caches)
 
 
 @dataclass(frozen=True)
@@ -265,15 +271,18 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
                   base_bytes: int = 0, out_channels: int = 4, whole_output: bool = False,
                   context_pass: bool = False) -> int:
     """Peak resident bytes of a run: `base_bytes` (the process before the run, with whatever
-    weights it already holds) + the LR canvas + the graphs' weights (all in tile order, the
+    weights it already holds) + the LR canvas + what the graphs keep after their first run
+    + the graphs' weights (all in tile order, the
     largest in stage order) + `batch` tiles' working memory + what stage order keeps between
     graphs (unless spilled) + the output band being blended (or the whole output).
     `context_pass`: the runner first takes image-wide statistics from a reference view of up to
     REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1."""
     costs = [plan.costs.get(g, GraphCost(0.0)) for g in GRAPH_ORDER]
+    work = [c.activation_bytes * WORKING_SPREAD for c in costs]
     cw, ch = plan.canvas
     ow, oh = plan.out_size
-    fixed = base_bytes + cw * ch * 4 * 4  # float RGB canvas + alpha
+    # float RGB canvas + alpha, and what each graph's first run leaves resident
+    fixed = base_bytes + cw * ch * 4 * 4 + sum(c.retained_bytes for c in costs)
     if whole_output:
         fixed += ow * oh * 4 * 3 + ow * oh * out_channels * 2
     else:  # float accumulator over one tile row; a finished band as floats twice (the copy
@@ -285,23 +294,22 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
     if context_pass:
         area = min(REFERENCE_TILES, cw * ch / plan.tile ** 2)
         reference = int(fixed + sum(c.weight_bytes for c in costs)
-                        + area * max(c.activation_bytes + c.io_bytes for c in costs))
+                        + area * max(w + c.io_bytes for w, c in zip(work, costs)))
     if order == "tile":
         return max(reference, int(fixed + sum(c.weight_bytes for c in costs)
-                                  + batch * (max(c.activation_bytes for c in costs) + io)))
+                                  + batch * (max(work) + io)))
     n = plan.count if not spill else batch
     kept = [0, n * costs[1].io_bytes, n * (costs[1].io_bytes + costs[2].io_bytes),
             n * costs[2].io_bytes]  # what is held while each graph runs
     if plan.conditioning == "tile":
         kept = [k + n * costs[0].io_bytes if i < 3 else k for i, k in enumerate(kept)]
-    return max(reference, int(fixed + max(c.weight_bytes + batch * (c.activation_bytes
-                                                                     + c.io_bytes) + k
-                                          for c, k in zip(costs, kept))))
+    return max(reference, int(fixed + max(c.weight_bytes + batch * (w + c.io_bytes) + k
+                                          for c, w, k in zip(costs, work, kept))))
 
 
 def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = None,
                     batch: int | None = None, fixed_batch: int | None = None,
-                    max_batch: int = 4, base_bytes: int = 0, out_channels: int = 4,
+                    max_batch: int = MAX_BATCH, base_bytes: int = 0, out_channels: int = 4,
                     whole_output: bool = False, context_pass: bool = False) -> Schedule:
     """The fastest schedule that fits `budget`: tile order at the largest batch first, then stage
     order, then stage order with intermediates spilled to disk. `order`/`batch` pin a choice;
