@@ -17,22 +17,13 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from f2i_mobile.manifest import Manifest, TensorInfo
+from f2i_mobile.manifest import Manifest
 from f2i_mobile.memory import peak_resident, reset_peak
 
 PREFIX = "F2I_BENCH "
-
-
-def make_input(t: TensorInfo, rng: np.random.Generator) -> np.ndarray:
-    """Values in the range the graph sees in the pipeline: images in [0, 1], latents and tokens
-    standard normal (the registry's example inputs do the same)."""
-    if t.name == "lr":
-        return rng.random(t.shape, dtype=np.float32).astype(t.dtype)
-    return rng.standard_normal(t.shape, dtype=np.float32).astype(t.dtype)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     with runner:
         for graph in args.graphs.split(","):
             info = manifest.graphs[graph]
-            inputs = {t.name: make_input(t, rng) for t in info.inputs}
+            inputs = {t.name: t.example(rng) for t in info.inputs}
             measured = reset_peak()
             times = []
             for _ in range(args.warmup + args.runs):

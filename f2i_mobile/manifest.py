@@ -31,6 +31,13 @@ class TensorInfo:
     description: str = ""
     dtype: str = "float32"
 
+    def example(self, rng):
+        """A random tensor of this shape in the range the graph sees in the pipeline: images in
+        [0, 1], latents and tokens standard normal (as the registry's example inputs)."""
+        if self.name == "lr":
+            return rng.random(self.shape, dtype="float32").astype(self.dtype)
+        return rng.standard_normal(self.shape, dtype="float32").astype(self.dtype)
+
 
 @dataclass
 class GraphInfo:

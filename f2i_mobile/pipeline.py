@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -85,22 +85,23 @@ class Engine:
     tile: int
     multiple: int
     model: object = None
-    manifest_costs: dict[str, GraphCost] = field(default_factory=dict)
-    manifest_rf: dict | None = None
+    manifest: object = None  # the export's Manifest when the runner runs its artifacts
     origin: str = ""
     weights_in_base: bool = True  # weights already resident before the run (torch)
 
     @cached_property
     def costs(self) -> dict[str, GraphCost]:
         if self.model is None:
-            return self.manifest_costs
+            from f2i_mobile.tiling.runner_costs import cached_artifact_costs
+            return cached_artifact_costs(self.runner, self.manifest)
         from f2i_mobile.tiling.measure import cached_costs
         return cached_costs(self.model, self.tile)
 
     @cached_property
     def receptive_field(self) -> dict | None:
         if self.model is None:
-            return self.manifest_rf
+            rf = self.manifest.model.get("receptive_field")
+            return rf if isinstance(rf, dict) else None
         from f2i_mobile.tiling.measure import cached_receptive_fields
         return cached_receptive_fields(self.model)
 
@@ -132,14 +133,9 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
                        f"for tile {manifest.tile}")
     runner = open_runner(options.backend, artifacts=options.artifacts,
                          precision=options.precision)
-    costs = {g: GraphCost(i.flops / max(1, manifest.batch) / 1e9, 0, 0,
-                          int(np.prod(i.outputs[0].shape[1:])) * 4)
-             for g, i in manifest.graphs.items()}
-    rf = manifest.model.get("receptive_field")
     return Engine(runner, manifest.scale, manifest.tile,
-                  int(manifest.model.get("lr_multiple", 1)), None, costs,
-                  rf if isinstance(rf, dict) else None, manifest.model.get("origin", ""),
-                  weights_in_base=False)
+                  int(manifest.model.get("lr_multiple", 1)), manifest=manifest,
+                  origin=manifest.model.get("origin", ""), weights_in_base=False)
 
 
 def output_size(photo_size: tuple[int, int], scale: float) -> tuple[int, int]:

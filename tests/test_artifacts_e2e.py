@@ -103,3 +103,33 @@ def _records(data) -> list[dict]:
                 walk(v)
     walk(data)
     return found
+
+
+def test_budget_through_exported_graphs_counts_what_the_runtime_holds(exported, photos,
+                                                                       tmp_path):
+    """`--memory-budget` with an exported backend plans on the runtime's measured memory (each
+    graph loaded and run once), and refuses a budget below it in one line before any tile."""
+    out, manifest = exported
+    measure = ("import json, sys\n"
+               "from f2i_mobile.manifest import Manifest\n"
+               "from f2i_mobile.runners import open_runner\n"
+               "from f2i_mobile.tiling.runner_costs import artifact_costs\n"
+               "m = Manifest.load(sys.argv[1])\n"
+               "costs = artifact_costs(open_runner('onnx', artifacts=sys.argv[1]), m)\n"
+               "print(json.dumps({g: vars(c) for g, c in costs.items()}))\n")
+    r = subprocess.run([sys.executable, "-c", measure, str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    costs = json.loads(r.stdout)
+    assert set(costs) == set(manifest.graphs)
+    assert sum(c["weight_bytes"] for c in costs.values()) > 0  # sessions are resident
+    for g, c in costs.items():
+        assert c["gflops"] == pytest.approx(manifest.graphs[g].flops / manifest.batch / 1e9)
+    args = [str(photos["tiles"]), "--backend", "onnx", "--artifacts", str(out)]
+    r = subprocess.run(CLI + ["upscale", *args, "-o", str(tmp_path / "p.png"), "--plan",
+                              "--memory-budget", "8GiB"], capture_output=True, text=True)
+    assert r.returncode == 0 and "peak memory estimate" in r.stdout, r.stderr
+    r = subprocess.run(CLI + ["upscale", *args, "-o", str(tmp_path / "x.png"),
+                              "--memory-budget", "1MiB"], capture_output=True, text=True)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "cannot be met" in r.stderr and not (tmp_path / "x.png").exists()

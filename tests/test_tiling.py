@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import subprocess
 import sys
 import tracemalloc
@@ -335,3 +336,44 @@ def test_color_fix_runs_through_the_cli(tmp_path, tiny_checkpoint, capsys):
     a = np.asarray(Image.open(tmp_path / "adain.png"), np.float32) / 255
     lr_mean = np.asarray(Image.open(src), np.float32).mean(axis=(0, 1)) / 255
     assert np.abs(a.mean(axis=(0, 1)) - lr_mean).max() < 0.05
+
+
+def test_artifact_costs_split_what_loading_keeps_from_what_a_run_adds():
+    """The measurement behind `--memory-budget` for exported graphs, on a runner whose memory
+    is known: loading keeps 40 MiB, each run of a batch of 2 touches 32 MiB more."""
+    from f2i_mobile.manifest import GraphInfo, Manifest, TensorInfo
+    from f2i_mobile.memory import peak_rise, touch_fresh_pages
+    from f2i_mobile.runners.base import GraphRunner
+    from f2i_mobile.tiling.runner_costs import artifact_costs
+
+    if peak_rise(lambda: None) is None:
+        pytest.skip("no resettable high-water mark on this system")
+
+    class HoldingRunner(GraphRunner):
+        def __init__(self):
+            self.loaded = {}
+
+        def run(self, graph, inputs):
+            if graph not in self.loaded:
+                block = mmap.mmap(-1, 40 << 20)
+                for offset in range(0, len(block), mmap.PAGESIZE):
+                    block[offset] = 1
+                self.loaded[graph] = block
+            touch_fresh_pages(32 << 20)
+            return {"out": np.zeros((2, 3, 4, 4), np.float32)}
+
+        def release(self, graph):
+            self.loaded.pop(graph).close()
+
+    shape = [2, 3, 4, 4]
+    graphs = {g: GraphInfo(g, "", [TensorInfo("lr", shape, "NCHW")],
+                           [TensorInfo("out", shape, "NCHW")], flops=int(4e9))
+              for g in ("conditioner", "encoder", "unet", "decoder")}
+    manifest = Manifest({}, 4, 4, 16, 2, {}, graphs)
+    runner = HoldingRunner()
+    costs = artifact_costs(runner, manifest)
+    assert not runner.loaded  # every graph released after its measurement
+    for cost in costs.values():
+        assert cost.gflops == 2.0 and cost.io_bytes == 3 * 4 * 4 * 4
+        assert 38 << 20 <= cost.weight_bytes < 80 << 20
+        assert 15 << 20 <= cost.activation_bytes < 24 << 20

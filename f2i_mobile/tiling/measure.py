@@ -15,11 +15,8 @@ Results are cached in memory and in `~/.cache/f2i-mobile/` by config hash and a 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import weakref
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,15 +25,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from f2i_mobile.graphs import GRAPHS, count_flops, graph_specs
 from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
 from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.tiling.cache import cached
 from f2i_mobile.tiling.context import ImageContextRunner
 from f2i_mobile.tiling.planner import MAX_BATCH, GraphCost
 
 TOLERANCE = 1e-3  # max abs error on [0, 1] output pixels that counts as seamless
-_CACHE: dict[str, dict] = {}
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "f2i-mobile"
 
 
 def model_key(model: F2IDiffSR) -> str:
@@ -191,31 +184,11 @@ def _working_bytes(module: torch.nn.Module, args: list[torch.Tensor]) -> int:
     return max(peak_rise(lambda: module(*args)) or 0, counter.peak)
 
 
-def _cached(kind: str, key: str, compute, encode=lambda v: v, decode=lambda v: v):
-    """A measurement cached in memory and in ~/.cache/f2i-mobile/ (a read-only home only costs
-    the measurement next time)."""
-    key = f"{kind}-{key}"
-    if key in _CACHE:
-        return _CACHE[key]
-    path = _cache_dir() / f"tiling-{key}.json"
-    try:
-        value = decode(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        value = compute()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(encode(value)))
-        except OSError:
-            pass
-    _CACHE[key] = value
-    return value
-
-
 def cached_receptive_fields(model: F2IDiffSR) -> dict:
-    return _cached("rf", model_key(model), lambda: receptive_fields(model))
+    return cached("rf", model_key(model), lambda: receptive_fields(model))
 
 
 def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:
-    return _cached(f"costs-v4-t{tile}", model_key(model), lambda: graph_costs(model, tile),
-                   lambda v: {g: vars(c) for g, c in v.items()},
-                   lambda v: {g: GraphCost(**c) for g, c in v.items()})
+    return cached(f"costs-v4-t{tile}", model_key(model), lambda: graph_costs(model, tile),
+                  lambda v: {g: vars(c) for g, c in v.items()},
+                  lambda v: {g: GraphCost(**c) for g, c in v.items()})

@@ -1,0 +1,38 @@
+"""Measurements the planner needs, cached in memory and in `~/.cache/f2i-mobile/` (or
+`$XDG_CACHE_HOME/f2i-mobile/`) under a key of what was measured. Torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+_CACHE: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "f2i-mobile"
+
+
+def cached(kind: str, key: str, compute: Callable[[], object],
+           encode: Callable = lambda v: v, decode: Callable = lambda v: v):
+    """`compute()` once per (kind, key); an unreadable cache file is measured again, and a
+    read-only home only costs the measurement next time."""
+    key = f"{kind}-{key}"
+    if key in _CACHE:
+        return _CACHE[key]
+    path = cache_dir() / f"tiling-{key}.json"
+    try:
+        value = decode(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        value = compute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(encode(value)))
+            tmp.replace(path)  # another process never reads half a file
+        except OSError:
+            pass
+    _CACHE[key] = value
+    return value

@@ -1,0 +1,48 @@
+"""What exported graphs cost the process that runs them, for `--memory-budget` with
+`--backend executorch|tflite|onnx`. The manifest says FLOPs and shapes; memory depends on the
+runtime (its arena planning, delegate workspaces, how it maps the file), so each graph is loaded
+and run once at the exported batch and the process's resident memory is read. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from f2i_mobile.manifest import Manifest
+from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
+from f2i_mobile.runners.base import GraphRunner
+from f2i_mobile.tiling.cache import cached
+from f2i_mobile.tiling.planner import GraphCost
+
+
+def artifact_costs(runner: GraphRunner, manifest: Manifest) -> dict[str, GraphCost]:
+    """Per graph: resident memory its loading and first run keep (weights, the runtime's plan),
+    and per tile the peak a warm run adds (0 where the peak cannot be read)."""
+    rng = np.random.default_rng(0)
+    batch = max(1, manifest.batch)
+    return_freed_memory()
+    costs = {}
+    for graph, info in manifest.graphs.items():
+        inputs = {t.name: t.example(rng) for t in info.inputs}
+        before = resident_bytes()
+        runner.run(graph, inputs)
+        loaded = max(0, resident_bytes() - before)
+        working = peak_rise(lambda: runner.run(graph, inputs)) or 0
+        runner.release(graph)
+        costs[graph] = GraphCost(gflops=info.flops / batch / 1e9, weight_bytes=loaded,
+                                 activation_bytes=working // batch,
+                                 io_bytes=int(np.prod(info.outputs[0].shape[1:])) * 4)
+    return costs
+
+
+def cached_artifact_costs(runner: GraphRunner, manifest: Manifest) -> dict[str, GraphCost]:
+    """`artifact_costs`, measured once per set of artifact files."""
+    digest = hashlib.sha256(f"{runner.backend}/{runner.precision}".encode())
+    for graph in manifest.graphs:
+        digest.update(manifest.artifact(runner.backend, graph, runner.precision).sha256.encode())
+    return cached("artifact-costs", digest.hexdigest()[:16],
+                  lambda: artifact_costs(runner, manifest),
+                  lambda v: {g: vars(c) for g, c in v.items()},
+                  lambda v: {g: GraphCost(**c) for g, c in v.items()})
