@@ -203,7 +203,7 @@ def test_budget_that_cannot_be_met_is_one_line_before_any_work(tmp_path, tiny_ch
 def test_estimate_counts_the_image_wide_statistics_pass():
     # The torch runner first runs a reference view of up to REFERENCE_TILES tiles' area at
     # batch 1: on a photo of many tiles that pass, not the batch-1 tiles, sets the peak.
-    from f2i_mobile.tiling.planner import (REFERENCE_TILES, WORKING_SPREAD, GraphCost,
+    from f2i_mobile.tiling.planner import (MEASURED_SPREAD, REFERENCE_TILES, GraphCost,
                                            estimate_peak)
 
     act = 100 << 20
@@ -212,7 +212,7 @@ def test_estimate_counts_the_image_wide_statistics_pass():
     plan = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
     plain = estimate_peak(plan, "tile", 1)
     with_pass = estimate_peak(plan, "tile", 1, context_pass=True)
-    assert with_pass - plain == pytest.approx((REFERENCE_TILES - 1) * act * WORKING_SPREAD,
+    assert with_pass - plain == pytest.approx((REFERENCE_TILES - 1) * act * MEASURED_SPREAD,
                                               abs=2)
     one_tile = plan_tiles(100, 100, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
     assert estimate_peak(one_tile, "tile", 1, context_pass=True) < with_pass
@@ -222,7 +222,7 @@ def test_estimate_counts_the_image_wide_statistics_pass():
     plan_kept = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=kept)
     for order, batch in (("tile", 1), ("tile", 4), ("stage", 2)):
         assert (estimate_peak(plan_kept, order, batch) - estimate_peak(plan, order, batch)
-                == 4 * (7 << 20))
+                == 4 * int((7 << 20) * MEASURED_SPREAD))
 
 
 def test_peak_rise_sees_memory_that_was_freed_again():

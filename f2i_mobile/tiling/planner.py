@@ -29,10 +29,13 @@ GRAPH_ORDER = ("conditioner", "encoder", "unet", "decoder")
 CONDITIONING = ("image", "tile")
 REFERENCE_TILES = 4  # image-wide statistics come from a view of at most this many tiles' area
 MAX_BATCH = 4  # the largest batch a schedule picks on its own
-# Working memory is counted with this allowance: the peak RSS of one schedule varies from run
-# to run with how the threads' frees and allocations interleave (1169-1294 MiB over 7 runs of
-# a 20-tile photo on the bundled model, batch 4, where the graphs' working memory was 512 MiB).
-WORKING_SPREAD = 1.2
+# Measured graph memory (what a loaded graph keeps, what its first run leaves, what a run adds)
+# is counted with this allowance. The peak RSS of one schedule varies from run to run with how
+# threads' frees and allocations interleave (1169-1294 MiB over 7 runs of a 20-tile photo on the
+# bundled model, batch 4, where the graphs' working memory was 512 MiB), and a run's own arrays
+# (feeds, outputs, blending) fragment the heap that the runtimes' arenas share (exported graphs
+# on ONNX Runtime / LiteRT: 5-7 % above the measured graph memory plus the base process).
+MEASURED_SPREAD = 1.2
 GiB = 1 << 30
 
 
@@ -277,8 +280,7 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
     graphs (unless spilled) + the output band being blended (or the whole output).
     `context_pass`: the runner first takes image-wide statistics from a reference view of up to
     REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1."""
-    costs = [plan.costs.get(g, GraphCost(0.0)) for g in GRAPH_ORDER]
-    work = [c.activation_bytes * WORKING_SPREAD for c in costs]
+    costs = [_with_allowance(plan.costs.get(g, GraphCost(0.0))) for g in GRAPH_ORDER]
     cw, ch = plan.canvas
     ow, oh = plan.out_size
     # float RGB canvas + alpha, and what each graph's first run leaves resident
@@ -294,17 +296,25 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
     if context_pass:
         area = min(REFERENCE_TILES, cw * ch / plan.tile ** 2)
         reference = int(fixed + sum(c.weight_bytes for c in costs)
-                        + area * max(w + c.io_bytes for w, c in zip(work, costs)))
+                        + area * max(c.activation_bytes + c.io_bytes for c in costs))
     if order == "tile":
         return max(reference, int(fixed + sum(c.weight_bytes for c in costs)
-                                  + batch * (max(work) + io)))
+                                  + batch * (max(c.activation_bytes for c in costs) + io)))
     n = plan.count if not spill else batch
     kept = [0, n * costs[1].io_bytes, n * (costs[1].io_bytes + costs[2].io_bytes),
             n * costs[2].io_bytes]  # what is held while each graph runs
     if plan.conditioning == "tile":
         kept = [k + n * costs[0].io_bytes if i < 3 else k for i, k in enumerate(kept)]
-    return max(reference, int(fixed + max(c.weight_bytes + batch * (w + c.io_bytes) + k
-                                          for c, w, k in zip(costs, work, kept))))
+    return max(reference, int(fixed + max(c.weight_bytes + batch * (c.activation_bytes
+                                                                     + c.io_bytes) + k
+                                          for c, k in zip(costs, kept))))
+
+
+def _with_allowance(cost: GraphCost) -> GraphCost:
+    """`cost` with its measured bytes raised by MEASURED_SPREAD (output sizes are exact)."""
+    return GraphCost(cost.gflops, int(cost.weight_bytes * MEASURED_SPREAD),
+                     int(cost.activation_bytes * MEASURED_SPREAD), cost.io_bytes,
+                     int(cost.retained_bytes * MEASURED_SPREAD))
 
 
 def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = None,
