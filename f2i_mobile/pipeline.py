@@ -22,6 +22,7 @@ import numpy as np
 
 from f2i_mobile.errors import F2IError
 from f2i_mobile.image import Photo, check_output_path, read_image, to_uint, write_image
+from f2i_mobile.manifest import Manifest
 from f2i_mobile.memory import resident_bytes, return_freed_memory
 from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.planner import (
@@ -85,7 +86,7 @@ class Engine:
     tile: int
     multiple: int
     model: object = None
-    manifest: object = None  # the export's Manifest when the runner runs its artifacts
+    manifest: Manifest | None = None  # the export's, when the runner runs its artifacts
     origin: str = ""
     weights_in_base: bool = True  # weights already resident before the run (torch)
 
@@ -121,7 +122,6 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
                       origin=model.metadata.get("origin", ""))
     if options.artifacts is None:
         raise F2IError(f"--backend {options.backend} needs --artifacts (an export folder)")
-    from f2i_mobile.manifest import Manifest
     try:
         from f2i_mobile.runners import open_runner
     except ImportError:

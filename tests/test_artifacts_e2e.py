@@ -108,7 +108,8 @@ def _records(data) -> list[dict]:
 def test_budget_through_exported_graphs_counts_what_the_runtime_holds(exported, photos,
                                                                        tmp_path):
     """`--memory-budget` with an exported backend plans on the runtime's measured memory (each
-    graph loaded and run once), and refuses a budget below it in one line before any tile."""
+    graph loaded and run through the runtime), and refuses a budget below it in one line before
+    any tile."""
     out, manifest = exported
     measure = ("import json, sys\n"
                "from f2i_mobile.manifest import Manifest\n"

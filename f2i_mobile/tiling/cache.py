@@ -8,6 +8,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from f2i_mobile.tiling.planner import GraphCost
+
 _CACHE: dict[str, object] = {}
 
 
@@ -36,3 +38,10 @@ def cached(kind: str, key: str, compute: Callable[[], object],
             pass
     _CACHE[key] = value
     return value
+
+
+def cached_graph_costs(kind: str, key: str,
+                       compute: Callable[[], dict[str, GraphCost]]) -> dict[str, GraphCost]:
+    """`cached` for a per-graph GraphCost dict."""
+    return cached(kind, key, compute, lambda v: {g: vars(c) for g, c in v.items()},
+                  lambda v: {g: GraphCost(**c) for g, c in v.items()})

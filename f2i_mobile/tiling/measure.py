@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from f2i_mobile.graphs import GRAPHS, count_flops, graph_specs
 from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
 from f2i_mobile.models import F2IDiffSR
-from f2i_mobile.tiling.cache import cached
+from f2i_mobile.tiling.cache import cached, cached_graph_costs
 from f2i_mobile.tiling.context import ImageContextRunner
 from f2i_mobile.tiling.planner import MAX_BATCH, GraphCost
 
@@ -189,6 +189,5 @@ def cached_receptive_fields(model: F2IDiffSR) -> dict:
 
 
 def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:
-    return cached(f"costs-v4-t{tile}", model_key(model), lambda: graph_costs(model, tile),
-                  lambda v: {g: vars(c) for g, c in v.items()},
-                  lambda v: {g: GraphCost(**c) for g, c in v.items()})
+    return cached_graph_costs(f"costs-v4-t{tile}", model_key(model),
+                              lambda: graph_costs(model, tile))

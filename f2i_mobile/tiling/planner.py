@@ -68,8 +68,9 @@ class Tile:
 
 @dataclass(frozen=True)
 class GraphCost:
-    """What one graph costs per tile at batch 1: from the manifest or `graphs.count_flops`
-    (FLOPs) and `tiling.measure` (bytes); passed in so the planner stays torch-free."""
+    """What one graph costs per tile: FLOPs from the manifest or `graphs.count_flops`, bytes
+    measured by `tiling.measure` (torch) or `tiling.runner_costs` (exported graphs); passed in
+    so the planner stays torch-free."""
 
     gflops: float
     weight_bytes: int = 0
@@ -275,9 +276,9 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
                   context_pass: bool = False) -> int:
     """Peak resident bytes of a run: `base_bytes` (the process before the run, with whatever
     weights it already holds) + the LR canvas + what the graphs keep after their first run
-    + the graphs' weights (all in tile order, the
-    largest in stage order) + `batch` tiles' working memory + what stage order keeps between
-    graphs (unless spilled) + the output band being blended (or the whole output).
+    + the graphs' weights (all in tile order, the largest in stage order) + `batch` tiles'
+    working memory + what stage order keeps between graphs (unless spilled) + the output band
+    being blended (or the whole output); measured bytes with MEASURED_SPREAD's allowance.
     `context_pass`: the runner first takes image-wide statistics from a reference view of up to
     REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1."""
     costs = [_with_allowance(plan.costs.get(g, GraphCost(0.0))) for g in GRAPH_ORDER]

@@ -1,7 +1,8 @@
 """What exported graphs cost the process that runs them, for `--memory-budget` with
 `--backend executorch|tflite|onnx`. The manifest says FLOPs and shapes; memory depends on the
 runtime (its arena planning, delegate workspaces, how it maps the file), so each graph is loaded
-and run once at the exported batch and the process's resident memory is read. Torch-free.
+and run three times at the exported batch and the process's resident memory is read.
+Torch-free.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from f2i_mobile.manifest import Manifest
 from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
 from f2i_mobile.runners.base import GraphRunner
-from f2i_mobile.tiling.cache import cached
+from f2i_mobile.tiling.cache import cached_graph_costs
 from f2i_mobile.tiling.planner import GraphCost
 
 
@@ -45,7 +46,5 @@ def cached_artifact_costs(runner: GraphRunner, manifest: Manifest) -> dict[str, 
     digest = hashlib.sha256(f"{runner.backend}/{runner.precision}".encode())
     for graph in manifest.graphs:
         digest.update(manifest.artifact(runner.backend, graph, runner.precision).sha256.encode())
-    return cached("artifact-costs-v2", digest.hexdigest()[:16],
-                  lambda: artifact_costs(runner, manifest),
-                  lambda v: {g: vars(c) for g, c in v.items()},
-                  lambda v: {g: GraphCost(**c) for g, c in v.items()})
+    return cached_graph_costs("artifact-costs-v2", digest.hexdigest()[:16],
+                              lambda: artifact_costs(runner, manifest))
