@@ -2,7 +2,7 @@
 
 import sys
 
-from f2i_mobile.cli import main
+from android_bench.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", *sys.argv[1:]]))
+    sys.exit(main())

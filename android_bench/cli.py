@@ -11,6 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from f2i_mobile.core.errors import guarded
+
+DESCRIPTION = ("Time every graph of an export per backend and precision on a phone over adb "
+               "(executor_runner, benchmark_model) or on this machine (--host: ExecuTorch "
+               "runtime, LiteRT interpreter, ONNX Runtime); write JSON, CSV and a plot; "
+               "estimate a 12 MP photo. 'bench compare A.json B.json' shows the change between "
+               "two runs, noise aware.")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifacts", type=Path, default=None,
@@ -46,8 +54,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="significance level of Welch's t-test (default 0.01)")
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m android_bench`: the bench alone, without the rest of the toolkit."""
+    from f2i_mobile.core.quiet import quiet_libraries
+
+    quiet_libraries()
+    parser = argparse.ArgumentParser(prog="python -m android_bench", description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return guarded(lambda: run(args))
+
+
 def run(args) -> int:
-    from f2i_mobile.errors import F2IError
+    from f2i_mobile.core.errors import F2IError
 
     if args.action == "compare":
         from android_bench.compare import compare, format_comparison

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,10 +22,9 @@ from tqdm import tqdm
 from android_bench import plan, runners
 from android_bench.report import BenchReport, EndToEnd, Skipped
 from android_bench.transport import AdbTransport, BenchFault, HostTransport, Transport
-from f2i_mobile.errors import F2IError
-from f2i_mobile.manifest import GRAPH_ORDER, Manifest
-
-BACKENDS = ("executorch", "tflite", "onnx", "coreml")
+from f2i_mobile.core.contract import BACKENDS, GRAPHS
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.manifest import Manifest
 
 
 @dataclass
@@ -79,7 +78,7 @@ def bench(o: BenchOptions) -> BenchReport:
         settings={"warmup": o.warmup, "runs": o.runs, "pin_big_cores": o.pin_big_cores,
                   "cpu_mask": session.mask, "threads": session.threads,
                   "photo": list(o.photo)},
-        model={**manifest.model, "tile": manifest.tile, "output_tile": manifest.output_tile,
+        model={**asdict(manifest.model), "tile": manifest.tile, "output_tile": manifest.output_tile,
                "batch": manifest.batch, "artifacts": str(artifacts)},
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if not variants:
@@ -139,12 +138,12 @@ def _measure(s: runners.Session, todo: list[tuple[runners.Runner, str]], report:
     work = f"/data/local/tmp/f2i_bench_{os.getpid()}" if t.kind == "adb" else None
     try:
         t.prepare(work)
-        bar = tqdm(total=len(todo) * len(GRAPH_ORDER), desc=f"bench {t.label}", unit="graph",
+        bar = tqdm(total=len(todo) * len(GRAPHS), desc=f"bench {t.label}", unit="graph",
                    disable=not o.progress, leave=False)
         with bar:
             for runner, precision in todo:
                 try:
-                    for result in runner.measure(s, precision, list(GRAPH_ORDER)):
+                    for result in runner.measure(s, precision, list(GRAPHS)):
                         report.results.append(result)
                         bar.update()
                 except BenchFault as fault:
@@ -158,17 +157,14 @@ def _measure(s: runners.Session, todo: list[tuple[runners.Runner, str]], report:
 def _end_to_end(report: BenchReport, manifest: Manifest, photo: tuple[int, int]) -> None:
     width, height = photo
     p = plan.photo_plan(manifest, width, height)
-    if p is None:
-        report.settings["end_to_end_note"] = plan.MISSING
-        return
     by_variant: dict[tuple[str, str], dict] = {}
     for r in report.results:
         by_variant.setdefault((r.backend, r.precision), {})[r.graph] = r
     for (backend, precision), graphs in by_variant.items():
-        if set(graphs) != set(GRAPH_ORDER):
+        if set(graphs) != set(GRAPHS):
             continue
-        seconds = sum(p.calls[g] * graphs[g].typical_ms for g in GRAPH_ORDER) / 1e3
-        flop = sum(p.calls[g] * manifest.graphs[g].flops for g in GRAPH_ORDER)
+        seconds = sum(p.calls[g] * graphs[g].typical_ms for g in GRAPHS) / 1e3
+        flop = sum(p.calls[g] * manifest.graphs[g].flops for g in GRAPHS)
         report.end_to_end.append(EndToEnd(
             backend, precision, width, height, p.tiles, dict(p.calls), seconds,
             seconds / (width * height / 1e6), flop / 1e9, flop / 1e9 / seconds, p.source))

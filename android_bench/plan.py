@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from f2i_mobile.manifest import Manifest
+from f2i_mobile.core.manifest import Manifest
+from f2i_mobile.core.planner import photo_calls
 
 PHOTO_12MP = (4000, 3000)  # output width, height: a 12 MP phone photo
 
@@ -21,18 +22,10 @@ class PhotoPlan:
     source: str  # which planner, in words
 
 
-def photo_plan(manifest: Manifest, width: int, height: int) -> PhotoPlan | None:
-    """How often each graph runs for one width x height output, or None without a planner."""
-    try:
-        from f2i_mobile.tiling.planner import photo_calls  # the tiler's torch-free planner
-    except ImportError:
-        return None
+def photo_plan(manifest: Manifest, width: int, height: int) -> PhotoPlan:
+    """How often each graph runs for one width x height output."""
     tiles, calls = photo_calls(manifest, width, height)
     return PhotoPlan(tiles.count, calls,
-                     f"f2i_mobile.tiling.planner: {tiles.cols}x{tiles.rows} tiles of "
+                     f"f2i_mobile.core.planner: {tiles.cols}x{tiles.rows} tiles of "
                      f"{tiles.tile} LR px, overlap {tiles.overlap}, conditioning "
                      f"{tiles.conditioning} (one conditioner call per photo)")
-
-
-MISSING = ("needs the tiler's planner (f2i_mobile.tiling.planner), which this checkout does "
-           "not have yet")

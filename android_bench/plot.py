@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from android_bench.report import BenchReport
-from f2i_mobile.atomic import atomic_file
-from f2i_mobile.manifest import GRAPH_ORDER
+from f2i_mobile.core.atomic import atomic_file
+from f2i_mobile.core.contract import GRAPHS
 
 
 def plot_report(report: BenchReport, path: Path) -> None:
@@ -17,7 +17,7 @@ def plot_report(report: BenchReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     variants = sorted({(r.backend, r.precision) for r in report.results})
-    graphs = [g for g in GRAPH_ORDER if any(r.graph == g for r in report.results)]
+    graphs = [g for g in GRAPHS if any(r.graph == g for r in report.results)]
     by_key = {r.key: r for r in report.results}
     panels = 2 if report.end_to_end else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels + 1, 4.8), squeeze=False,

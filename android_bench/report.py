@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from f2i_mobile.atomic import atomic_file
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.atomic import atomic_file
+from f2i_mobile.core.errors import F2IError
 
 FORMAT = "f2i-mobile-bench/1"
 
@@ -194,8 +194,6 @@ def format_report(r: BenchReport) -> str:
             lines.append(f"{e.backend:<10} {e.precision:<9} {e.seconds_per_photo:>9.2f} "
                          f"{e.seconds_per_megapixel:>8.3f} {e.gflop_per_photo:>12.1f} "
                          f"{e.achieved_gflops_per_s:>9.1f}")
-    elif r.settings.get("end_to_end_note"):
-        lines += ["", f"end to end: {r.settings['end_to_end_note']}"]
     for s in r.skipped:
         lines.append(f"skipped  {s.backend} {s.precision}: {s.reason}")
     for f in r.failures:

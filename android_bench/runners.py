@@ -13,7 +13,6 @@ log back, parses it and yields one `GraphResult` per graph.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import sys
@@ -26,8 +25,10 @@ from android_bench import formats
 from android_bench.formats import Measurement
 from android_bench.report import GraphResult
 from android_bench.transport import BenchFault, Transport
-from f2i_mobile.errors import F2IError
-from f2i_mobile.manifest import Manifest
+from f2i_mobile.core.contract import BACKENDS
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.manifest import Manifest
+from f2i_mobile.runners import why_not_runnable
 
 RUNNER_TIMEOUT_S = 1800
 
@@ -198,11 +199,9 @@ class BenchmarkModel(BinaryRunner):
 class PythonRunner(Runner):
     """The host's Python runtimes, through `python -m android_bench.worker`."""
 
-    modules = {"executorch": "executorch", "tflite": "ai_edge_litert", "onnx": "onnxruntime"}
-
     def __init__(self, backend: str):
         self.backend = backend
-        self.name = f"python:{self.modules[backend]}"
+        self.name = f"python:{BACKENDS[backend].runtime}"
 
     def measure(self, s: Session, precision: str, graphs: list[str]) -> Iterator[GraphResult]:
         t = s.transport
@@ -282,11 +281,5 @@ def device_runner(backend: str, executor_runner: Path | None, benchmark_model: P
 
 def host_runner(backend: str) -> Runner | str:
     """This machine's runner for a backend, or why there is none."""
-    module = PythonRunner.modules.get(backend)
-    if module is None:
-        if backend == "coreml":
-            return "Core ML prediction needs macOS"
-        return f"no host runtime for {backend} artifacts"
-    if importlib.util.find_spec(module) is None:
-        return f"the {module} Python package is not installed"
-    return PythonRunner(backend)
+    why = why_not_runnable(backend)
+    return PythonRunner(backend) if why is None else why

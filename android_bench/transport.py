@@ -27,7 +27,7 @@ from pathlib import Path
 
 from android_bench import formats
 from android_bench.formats import Thermal
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 
 SHELL_TIMEOUT_S = 120
 PUSH_TIMEOUT_S = 1200

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from f2i_mobile.manifest import Manifest
-from f2i_mobile.memory import peak_resident, reset_peak
+from f2i_mobile.core.manifest import Manifest
+from f2i_mobile.core.memory import peak_resident, reset_peak
 
 PREFIX = "F2I_BENCH "
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, required=True)
     args = p.parse_args(argv)
 
-    from f2i_mobile.quiet import quiet_libraries
+    from f2i_mobile.core.quiet import quiet_libraries
     from f2i_mobile.runners import open_runner
 
     quiet_libraries()

@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from export.pipeline import BACKENDS, DEFAULT_BACKENDS, export_model
+from f2i_mobile.export.pipeline import BACKENDS, DEFAULT_BACKENDS, export_model
 
 
 def bench(out: Path, tile: int, backends: list[str], parity: bool) -> dict:
+    from f2i_mobile.core.quiet import quiet_libraries
     from f2i_mobile.pipeline import load_model
-    from f2i_mobile.quiet import quiet_libraries
 
     quiet_libraries()
     model = load_model(None)
@@ -42,7 +42,7 @@ def bench(out: Path, tile: int, backends: list[str], parity: bool) -> dict:
                                     "total_bytes": sum(sizes.values()),
                                     "failures": [str(f) for f in failures]}
     if parity:
-        from export.parity import check_all
+        from f2i_mobile.export.parity import check_all
 
         report["parity"] = [r.to_dict() for r in check_all(model, out)]
     return report
@@ -60,7 +60,7 @@ def format_report(report: dict) -> str:
                      + f"{r['total_bytes'] / 1e6:10.2f}")
         lines += [f"  FAILED {f}" for f in r["failures"]]
     if "parity" in report:
-        from export.parity import Parity, format_table
+        from f2i_mobile.export.parity import Parity, format_table
 
         lines += ["", format_table([Parity(**p) for p in report["parity"]])]
     return "\n".join(lines)

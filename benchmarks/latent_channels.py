@@ -15,9 +15,9 @@ import json
 import tempfile
 from dataclasses import replace
 
+from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.evaluate import eval_images, evaluate, reconstruction_psnr
 from f2i_mobile.models import from_pretrained, preset
-from f2i_mobile.quiet import quiet_libraries
 from f2i_mobile.train.config import default_train_config
 from f2i_mobile.train.run import run_stage
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration import quant_qnn
-from calibration.capture import CalibrationSet, load_calibration
-from calibration.quantize import QuantRequest, quantize_model
-from calibration.report import MIN_PSNR, format_report, output_scores, quant_check
-from calibration.sensitivity import Evaluator, layer_sensitivity, mixed_precision
-from f2i_mobile.graphs import GRAPHS
+from f2i_mobile.calibration import quant_qnn
+from f2i_mobile.calibration.capture import CalibrationSet, load_calibration
+from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
+from f2i_mobile.calibration.report import MIN_PSNR, format_report, output_scores, quant_check
+from f2i_mobile.calibration.sensitivity import Evaluator, layer_sensitivity, mixed_precision
 from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models.graphs import GRAPHS
 from f2i_mobile.pipeline import load_model
 
 RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
@@ -133,7 +133,7 @@ def main() -> None:
         sens = layer_sensitivity(model, calib, tiles=args.sensitivity_tiles,
                                  graphs=tuple(args.sensitivity_graphs.split(",")))
         mixed = mixed_precision(model, calib, args.target, sens, tiles=args.sensitivity_tiles)
-        print(f"most sensitive layers: " + ", ".join(f"{s.graph}:{s.layer} {s.psnr:.1f} dB"
+        print("most sensitive layers: " + ", ".join(f"{s.graph}:{s.layer} {s.psnr:.1f} dB"
                                                     for s in sens[:5]), flush=True)
         print(f"mixed precision for {args.target} dB: {sum(map(len, mixed.float_layers.values()))}"
               f" float layers of {len(sens)}, trials {mixed.trials}", flush=True)

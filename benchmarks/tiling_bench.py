@@ -90,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     run = args.case or ["a"]
     peak = matmul_peak()
-    from f2i_mobile.tiling.planner import parse_size
+    from f2i_mobile.core.planner import parse_size
 
     budget = parse_size(args.budget)
     report = {"matmul_peak_gflops_per_s": peak, "cases": []}

@@ -16,8 +16,8 @@ import time
 
 import torch
 
+from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.models import build_model, preset
-from f2i_mobile.quiet import quiet_libraries
 from f2i_mobile.train.config import TrainConfig
 from f2i_mobile.train.data import Crops, bundled_images
 from f2i_mobile.train.degrade import Degradation

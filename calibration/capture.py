@@ -24,26 +24,19 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from f2i_mobile.atomic import atomic_dir
-from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import GRAPHS, graph_specs
+from f2i_mobile.core.atomic import atomic_dir
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.imaging import bicubic_downscale
+from f2i_mobile.core.samples import CALIBRATION, HRImage, load_images, random_crop
 from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models.graphs import graph_specs
+from f2i_mobile.runners.base import run_chain
 from f2i_mobile.runners.torch_runner import TorchRunner
-from f2i_mobile.train.data import HELD_OUT, HRImage, bundled_images, folder_images, random_crop
-from f2i_mobile.train.degrade import bicubic_downscale
 
 FORMAT = "f2i-mobile-calibration/1"
 INDEX = "calibration.json"
 TENSORS = "tensors.safetensors"
-
-# Held-in scikit-image photos and textures that calibrate by default: natural colour, faces,
-# fur, stars, stain, fine textures. None of them is in the training helper's HELD_OUT set, on
-# which `f2i-mobile eval` reports, so quantization never sees the evaluation images.
-CALIBRATION_IMAGES = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "brick", "grass", "gravel", "retina",
-)
-assert not set(CALIBRATION_IMAGES) & set(HELD_OUT)
 
 DEFAULT_TILES = 16
 
@@ -81,11 +74,9 @@ class CalibrationSet:
 
 def source_images(images: str | Path | None) -> list[HRImage]:
     """A folder of PNG/JPEG/TIFF photos (recursive), or the bundled held-in images for None."""
-    if images is None:
-        return bundled_images(CALIBRATION_IMAGES)
-    if not Path(images).is_dir():
+    if images is not None and not Path(images).is_dir():
         raise F2IError(f"calibration images {images}: not a folder")
-    return folder_images(images)
+    return load_images(images, CALIBRATION)
 
 
 @torch.no_grad()
@@ -100,7 +91,7 @@ def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
     tile = specs["encoder"].inputs[0].shape[-1]
     hr_size = tile * config.scale
     sources = source_images(images)
-    runner = TorchRunner(model)
+    runner = TorchRunner.of_model(model, tile)
     tensors: dict[str, list[np.ndarray]] = {"hr": []}
     origins = []
     for i in tqdm(range(tiles), desc="capturing calibration tiles", unit="tile"):
@@ -110,11 +101,8 @@ def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
         hr = random_crop(source.pixels, hr_size, np.random.default_rng([seed, i]))
         hr8 = np.round(np.clip(hr, 0.0, 1.0) * 255.0).astype(np.uint8)
         lr = bicubic_downscale(hr8.astype(np.float32) / 255.0, config.scale)
-        values = {"lr": np.ascontiguousarray(lr.transpose(2, 0, 1))[None]}
+        values = run_chain(runner, {"lr": np.ascontiguousarray(lr.transpose(2, 0, 1))[None]})
         hr8 = hr8.transpose(2, 0, 1)
-        for graph in GRAPHS:
-            values.update(runner.run(graph, {t.name: values[t.name]
-                                             for t in specs[graph].inputs}))
         tensors["hr"].append(hr8[None])
         for name, value in values.items():
             tensors.setdefault(name, []).append(value)
@@ -127,7 +115,7 @@ def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
         "tile": tile,
         "scale": config.scale,
         "seed": seed,
-        "images": "bundled:" + ",".join(CALIBRATION_IMAGES) if images is None else str(images),
+        "images": "bundled:" + ",".join(CALIBRATION) if images is None else str(images),
         "tiles": origins,
         "graphs": {g: {"inputs": [t.name for t in specs[g].inputs],
                        "outputs": [t.name for t in specs[g].outputs]} for g in GRAPHS},

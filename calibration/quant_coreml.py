@@ -16,13 +16,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from export import coreml as export_coreml
-from f2i_mobile.atomic import atomic_dir
-from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import GraphSpec
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.export import coreml as export_coreml
 
 
 def convert_float(module: nn.Module, spec: GraphSpec, path: Path):
@@ -50,7 +48,8 @@ def _coreml_config(scheme: str):
 
 
 def compress(mlmodel, scheme: str, path: Path) -> dict:
-    """Compress the float Core ML model's weights and save the .mlpackage at `path`."""
+    """Compress the float Core ML model's weights and save the .mlpackage at `path` (in the
+    publishing work folder: export.pipeline.publish moves it into place)."""
     import coremltools.optimize.coreml as cto
 
     config = _coreml_config(scheme)
@@ -58,12 +57,7 @@ def compress(mlmodel, scheme: str, path: Path) -> dict:
         compressed = cto.palettize_weights(mlmodel, config)
     else:
         compressed = cto.linear_quantize_weights(mlmodel, config)
-    with atomic_dir(path) as tmp:
-        target = tmp / path.name
-        compressed.save(str(target))
-        for item in target.iterdir():  # the package's contents become the folder
-            item.rename(tmp / item.name)
-        target.rmdir()
+    compressed.save(str(path))
     return {"tool": "coremltools.optimize.coreml", "compute_precision": "float16",
             "prediction": "not run: Core ML predicts only on macOS; fidelity measured in torch "
                           "with the same compressed weights (float32 activations)"}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from f2i_mobile.graphs import GraphSpec
+from f2i_mobile.core.contract import GraphSpec
 
 QUANTIZERS = ("pt2e", "nncf")
 Inputs = Sequence[tuple[torch.Tensor, ...]]
@@ -99,7 +99,7 @@ def lower(converted: torch.fx.GraphModule, spec: GraphSpec) -> bytes:
     ExecuTorch lowering (export/executorch.py)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
-    from export.executorch import to_program
+    from f2i_mobile.export.executorch import to_program
 
     return to_program(converted, spec, [XnnpackPartitioner()])[0]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from f2i_mobile.atomic import atomic_file
+from f2i_mobile.core.atomic import atomic_file
 
 # The compute-heavy ops, which NPUs run in int8. With every op type quantized, ORT fuses the QDQ
 # graph into a QLinearConv that its own shape inference rejects ("dilations has incorrect
@@ -41,12 +41,12 @@ def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names
         def get_next(self):
             return next(self.feeds, None)
 
-    with tempfile.TemporaryDirectory() as work, atomic_file(path) as tmp:
+    with tempfile.TemporaryDirectory() as work:
         pre = Path(work) / "pre.onnx"  # shapes inferred, as ORT advises (its
         # graph optimization here left stale GroupNorm shapes that the QDQ session rejects)
         quant_pre_process(str(float_path), str(pre), skip_optimization=True,
                           skip_symbolic_shape=True)
-        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=list(OPS))
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",

@@ -27,9 +27,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from export.vendor import VENDORS, no_sdk_download
-from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import GraphSpec
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.export.vendor import VENDORS, no_sdk_download
 
 Inputs = Sequence[tuple[torch.Tensor, ...]]
 # scheme -> QuantDtype member: activations bits, then weight bits.
@@ -86,8 +86,8 @@ def quantize(module: nn.Module, inputs: Inputs, scheme: str,
 def lower(converted: torch.fx.GraphModule, spec: GraphSpec) -> bytes:
     """A .pte program for the converted graph, QNN-delegated, through the export layer's
     ExecuTorch lowering and QNN partitioner (needs the SDK: export.vendor.check("qnn") first)."""
-    from export.executorch import to_program
-    from export.vendor import _partitioner
+    from f2i_mobile.export.executorch import to_program
+    from f2i_mobile.export.vendor import partitioner
 
     with no_sdk_download():
-        return to_program(converted, spec, [_partitioner("qnn")])[0]
+        return to_program(converted, spec, [partitioner("qnn")])[0]

@@ -35,10 +35,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export import tflite as export_tflite
-from export.common import nhwc_layout
-from f2i_mobile.atomic import atomic_file
-from f2i_mobile.graphs import GraphSpec
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.export import tflite as export_tflite
+from f2i_mobile.export.common import nhwc_layout
 
 SIGNATURE = "serving_default"
 # The ops litert-torch lowered from a torch GroupNorm: their output tensors are named after the
@@ -89,8 +88,7 @@ def quantize_recipe(float_path: Path, inputs: Inputs, scheme: str, path: Path) -
     data = {SIGNATURE: [{f"args_{i}": a.numpy() for i, a in enumerate(args)}
                         for args in inputs]}
     result = quantizer.quantize(quantizer.calibrate(data), enable_progress_report=False)
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(result.quantized_model)
+    path.write_bytes(result.quantized_model)
     return {"tool": "ai_edge_quantizer", "recipe": f"static int8 weights, int{scheme[3:]} "
             "activations, GroupNorm in float"
             + ("; ADD, RSQRT and MEAN in float" if scheme == "w8a16" else ""),

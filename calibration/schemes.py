@@ -5,23 +5,19 @@
               Core ML)
     w4a16     4-bit weights (per block), 16-bit float activations: no backend here (Core ML's
               needs iOS18, the export targets iOS17; XNNPACK's is for LLM linears)
-    fp16      float16 weights and activations
     palette6  6-bit palettized weights (k-means look-up table per tensor), fp16 activations
     palette4  4-bit palettized weights, fp16 activations
 
-Each backend gets a scheme only through its own tool (design.md section 4); the table below
-says which. An unsupported pair is one line that names what the backend does support.
+Which backend takes which scheme is the contract's (`Backend.schemes`); this module says with
+which tool (`TOOLS`), and why a missing pair is missing. An unsupported pair is one line that
+names what the backend does support. fp16 is the float export's `--precision fp16`, not a
+calibrated scheme.
 """
 
 from __future__ import annotations
 
-from f2i_mobile.errors import F2IError
-
-SCHEMES = ("w8a8", "w8a16", "w4a16", "fp16", "palette6", "palette4")
-BACKENDS = ("executorch", "tflite", "coreml", "onnx", "qnn")
-# What `export --quant SCHEME` without --backends quantizes for: the backends that need no vendor
-# SDK (the export layer's default too); qnn only when named.
-DEFAULT_BACKENDS = ("executorch", "tflite", "coreml", "onnx")
+from f2i_mobile.core.contract import BACKENDS, DEFAULT_BACKENDS, FLOAT_PRECISIONS, SCHEMES
+from f2i_mobile.core.errors import F2IError
 
 # (backend, scheme) -> the tool that produces it. Why the missing pairs are missing:
 # - ExecuTorch/XNNPACK has no int16-activation kernels (its quantizer offers 8-bit activations
@@ -37,7 +33,7 @@ DEFAULT_BACKENDS = ("executorch", "tflite", "coreml", "onnx")
 #   uint16 activations, the only ExecuTorch path to 16-bit activations. Its 4-bit weights come
 #   with integer activations (not w4a16's float ones); palettization is a Core ML format. The
 #   .pte needs the QNN SDK (quantize.py checks it first); quant_qnn.py says why.
-SUPPORTED: dict[tuple[str, str], str] = {
+TOOLS: dict[tuple[str, str], str] = {
     ("executorch", "w8a8"): "PT2E XNNPACKQuantizer on convolutions and linears "
                             "(per-channel symmetric, static activations)",
     ("tflite", "w8a8"): "ai_edge_quantizer static int8 (GroupNorm float)",
@@ -69,35 +65,34 @@ WHY = {
     "qnn": "QnnQuantizer gives the HTP int8 weights with 8- or 16-bit integer activations; its "
            "4-bit weights take integer activations and palettization is Core ML's",
 }
-# fp16 is a precision of the float export (f2i-mobile export --precision fp16), not a
-# calibrated quantization; it is in SCHEMES so that the name means one thing everywhere.
-FLOAT_SCHEMES = ("fp16",)
 
 
 def supported(backend: str) -> list[str]:
-    return [s for s in SCHEMES if (backend, s) in SUPPORTED]
+    return [str(s) for s in BACKENDS[backend].schemes]
 
 
 def supported_backends(scheme: str) -> list[str]:
     """The default backends that run `scheme` (vendor NPUs only when named, as in the float
     export), or one F2IError line saying why none does."""
-    names = [b for b in DEFAULT_BACKENDS if (b, scheme) in SUPPORTED]
+    names = [b for b in DEFAULT_BACKENDS if scheme in BACKENDS[b].schemes]
     if not names:
-        check_scheme(scheme, BACKENDS[0])  # says why in one line
+        check_scheme(scheme, DEFAULT_BACKENDS[0])  # says why in one line
     return names
 
 
 def check_scheme(scheme: str, backend: str) -> str:
     """The tool for (scheme, backend), or one F2IError line saying what is supported instead."""
-    if scheme not in SCHEMES:
-        raise F2IError(f"--quant {scheme}: unknown scheme; choose one of {', '.join(SCHEMES)}")
-    if backend not in BACKENDS:
-        raise F2IError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if scheme in FLOAT_SCHEMES:
+    if scheme in FLOAT_PRECISIONS:
         raise F2IError(f"--quant {scheme}: not a calibrated scheme; export with --precision "
                        f"{scheme} instead")
-    if (backend, scheme) not in SUPPORTED:
-        why = PAIR_WHY.get((backend, scheme), WHY[backend])
+    if scheme not in SCHEMES:
+        raise F2IError(f"--quant {scheme}: unknown scheme; choose one of "
+                       f"{', '.join(SCHEMES)}")
+    if backend not in BACKENDS:
+        raise F2IError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if scheme not in BACKENDS[backend].schemes:
+        why = PAIR_WHY.get((backend, scheme), WHY.get(backend, "it takes no calibrated scheme"))
+        have = ", ".join(supported(backend)) or "none"
         raise F2IError(f"--quant {scheme} is not supported on {backend} ({why}); "
-                       f"{backend} supports {', '.join(supported(backend))}")
-    return SUPPORTED[backend, scheme]
+                       f"{backend} supports {have}")
+    return TOOLS[backend, scheme]

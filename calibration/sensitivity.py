@@ -24,12 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from calibration import quant_executorch
-from calibration.capture import CalibrationSet
-from calibration.quantize import torch_inputs
-from f2i_mobile.evaluate import score
-from f2i_mobile.graphs import GRAPHS, graph_modules
+from f2i_mobile.calibration import quant_executorch
+from f2i_mobile.calibration.capture import CalibrationSet
+from f2i_mobile.calibration.quantize import torch_inputs
+from f2i_mobile.core.contract import GRAPHS, RESULT, SOURCE
+from f2i_mobile.core.fidelity import score
 from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models.graphs import graph_modules, graph_specs
+from f2i_mobile.runners import run_chain
+from f2i_mobile.runners.torch_runner import TorchRunner
 
 
 @dataclass
@@ -58,29 +61,23 @@ class Evaluator:
                  quantizer: str = "pt2e"):
         self.quantizer = quantizer
         self.modules = graph_modules(model)
+        self.specs = graph_specs(model.config, calib.index["tile"])
         self.calib = calib
         self.tiles = min(tiles, len(calib))
         self.inputs = {g: torch_inputs(calib, g) for g in GRAPHS}  # calibrate on every tile
         self.shave = calib.index["scale"]
         self._converted: dict[str, torch.fx.GraphModule] = {}
 
-    @torch.no_grad()
     def psnr(self, replaced: dict[str, torch.nn.Module]) -> float:
+        runner = TorchRunner({**self.modules, **replaced}, self.specs)
+        first = min((GRAPHS.index(g) for g in replaced), default=len(GRAPHS))
+        # Graphs before the first replaced one are float: their captured outputs stand in.
+        kept = [SOURCE, *(n for g in GRAPHS[:first] for n in self.specs[g].output_names)]
         scores = []
         for i in range(self.tiles):
-            first = min((GRAPHS.index(g) for g in replaced), default=len(GRAPHS))
-            # Graphs before the first replaced one are float: start from the captured values.
-            values = {n: torch.from_numpy(self.calib.tensors[n][i:i + 1])
-                      for n in ("lr", "tokens", "latent", "latent_sr")}
-            for graph in GRAPHS[first:]:
-                module = replaced.get(graph, self.modules[graph])
-                names = self.calib.index["graphs"][graph]
-                out = module(*(values[n] for n in names["inputs"]))
-                values[names["outputs"][0]] = out
-            sr = values.get("sr")
-            sr = self.calib.tensors["sr"][i] if sr is None else sr[0].numpy()
-            scores.append(score(sr.transpose(1, 2, 0),
-                                self.calib.tensors["sr"][i].transpose(1, 2, 0), self.shave)[0])
+            values = run_chain(runner, {n: self.calib.tensors[n][i:i + 1] for n in kept})
+            scores.append(score(values[RESULT][0].transpose(1, 2, 0),
+                                self.calib.tensors[RESULT][i].transpose(1, 2, 0), self.shave)[0])
         return float(np.mean(scores))
 
     def converted(self, graph: str) -> torch.fx.GraphModule:

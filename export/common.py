@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from f2i_mobile.graphs import GraphSpec
-
-PRECISIONS = ("fp32", "fp16")
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.models.graphs import example_inputs
 
 
 @dataclass
@@ -37,7 +36,7 @@ def nhwc_layout(spec: GraphSpec) -> dict[str, str]:
 
 def nhwc_examples(spec: GraphSpec) -> tuple[torch.Tensor, ...]:
     return tuple(x.permute(0, 2, 3, 1).contiguous() if t.layout == "NCHW" else x
-                 for x, t in zip(spec.example_inputs(), spec.inputs))
+                 for x, t in zip(example_inputs(spec), spec.inputs))
 
 
 def with_precision(module: nn.Module, precision: str) -> nn.Module:

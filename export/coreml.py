@@ -10,18 +10,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.common import Lowered
-from f2i_mobile.graphs import GraphSpec
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.export.common import Lowered
+from f2i_mobile.models.graphs import example_inputs
 
-EXT = "mlpackage"
-RUNNABLE = False
 COMPUTE_UNITS = "ALL"  # CPU, GPU and the Neural Engine, Core ML's choice per op
 
 
 def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
     import coremltools as ct
 
-    program = torch.export.export(module, spec.example_inputs(), strict=False)
+    program = torch.export.export(module, example_inputs(spec), strict=False)
     program = program.run_decompositions({})
     compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     model = ct.convert(

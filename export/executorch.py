@@ -11,18 +11,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.common import Lowered, with_precision
-from f2i_mobile.graphs import GraphSpec
-
-EXT = "pte"
-RUNNABLE = True
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.export.common import Lowered, with_precision
+from f2i_mobile.models.graphs import example_inputs
 
 
 def to_program(module: nn.Module, spec: GraphSpec, partitioners: list):
     """(program bytes, edge manager) of a module lowered with the given partitioners."""
     from executorch.exir import to_edge_transform_and_lower
 
-    exported = torch.export.export(module, spec.example_inputs(), strict=False)
+    exported = torch.export.export(module, example_inputs(spec), strict=False)
     edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
     return edge.to_executorch().buffer, edge
 

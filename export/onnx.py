@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.common import Lowered, with_precision
-from f2i_mobile.graphs import GraphSpec
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.export.common import Lowered, with_precision
+from f2i_mobile.models.graphs import example_inputs
 
-EXT = "onnx"
-RUNNABLE = True
 OPSET = 18
 
 
@@ -25,7 +24,7 @@ def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Low
     import onnx
 
     program = torch.onnx.export(
-        with_precision(module, precision), spec.example_inputs(), dynamo=True, opset_version=OPSET,
+        with_precision(module, precision), example_inputs(spec), dynamo=True, opset_version=OPSET,
         input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
         verbose=False)
     program.save(str(path))  # the exporter moves weights to external data past 2 GB
@@ -33,7 +32,7 @@ def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Low
     details = {"opset": OPSET, "exporter": "torch.onnx dynamo"}
     external = [path.parent / name for name in external_files(path)]
     if external:
-        from f2i_mobile.manifest import sha256_path
+        from f2i_mobile.core.manifest import sha256_path
 
         details["external_data"] = [{"name": p.name, "bytes": p.stat().st_size,
                                      "sha256": sha256_path(p)} for p in external]

@@ -16,17 +16,13 @@ from pathlib import Path
 
 from torch import nn
 
-from export.common import Lowered, nhwc_examples, nhwc_layout
-from f2i_mobile.graphs import GraphSpec
-
-EXT = "tflite"
-RUNNABLE = True
+from f2i_mobile.core.contract import GraphSpec
+from f2i_mobile.export.common import Lowered, nhwc_examples, nhwc_layout
 
 
 def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # the export's tqdm bar is enough
     import litert_torch
-
     from litert_torch.generative.quantize import quant_recipes
 
     graph = litert_torch.to_channel_last_io(

@@ -17,19 +17,14 @@ from pathlib import Path
 
 from torch import nn
 
-from export.common import Lowered, with_precision
-from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import GraphSpec
-
-EXT = "pte"
-RUNNABLE = False  # runs on the phone's NPU only
+from f2i_mobile.core.contract import BACKENDS, GraphSpec
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.export.common import Lowered, with_precision
 
 
 @dataclass(frozen=True)
 class VendorSDK:
     backend: str
-    sdk: str
-    env: str
     module: str  # the ExecuTorch partitioner's module
     soc: str  # target chip, overridden by F2I_<BACKEND>_SOC (each NPU compiles for one chip)
 
@@ -38,26 +33,28 @@ class VendorSDK:
 
 
 VENDORS = {
-    "qnn": VendorSDK("qnn", "the Qualcomm AI Engine Direct (QNN) SDK", "QNN_SDK_ROOT",
-                     "executorch.backends.qualcomm.partition.qnn_partitioner", "SM8650"),
-    "mediatek": VendorSDK("mediatek", "MediaTek's NeuroPilot Express SDK", "NEUROPILOT_SDK_ROOT",
-                          "executorch.backends.mediatek", "mt6989"),
-    "samsung": VendorSDK("samsung", "Samsung's Exynos AI LiteCore", "EXYNOS_AI_LITECORE_ROOT",
-                         "executorch.backends.samsung.partition.enn_partitioner", "E9955"),
+    "qnn": VendorSDK("qnn", "executorch.backends.qualcomm.partition.qnn_partitioner", "SM8650"),
+    "mediatek": VendorSDK("mediatek", "executorch.backends.mediatek", "mt6989"),
+    "samsung": VendorSDK("samsung", "executorch.backends.samsung.partition.enn_partitioner",
+                         "E9955"),
 }
 
 
 def check(backend: str) -> VendorSDK:
-    v = VENDORS[backend]
-    root = os.environ.get(v.env)
+    """The vendor's SDK (the contract names its variable) and ExecuTorch's backend for it, or
+    one line saying which is missing."""
+    v, info = VENDORS[backend], BACKENDS[backend]
+    root = os.environ.get(info.sdk_env)
     if not root:
-        raise F2IError(f"--backends {backend} needs {v.sdk}: set {v.env} to its install folder")
+        raise F2IError(f"--backends {backend} needs {info.sdk}: set {info.sdk_env} to its "
+                       f"install folder")
     if not Path(root).is_dir():
-        raise F2IError(f"--backends {backend}: {v.env}={root} is not a folder ({v.sdk})")
+        raise F2IError(f"--backends {backend}: {info.sdk_env}={root} is not a folder "
+                       f"({info.sdk})")
     try:
         importlib.import_module(v.module)
     except ImportError as exc:
-        raise F2IError(f"--backends {backend}: {v.env} is set but ExecuTorch's {backend} "
+        raise F2IError(f"--backends {backend}: {info.sdk_env} is set but ExecuTorch's {backend} "
                        f"backend does not import ({exc}); build ExecuTorch with it") from None
     return v
 
@@ -85,7 +82,9 @@ def compile_specs(backend: str) -> list:
     if backend == "qnn":
         from executorch.backends.qualcomm.serialization.qc_schema import QcomChipset
         from executorch.backends.qualcomm.utils.utils import (
-            generate_htp_compiler_spec, generate_qnn_executorch_compiler_spec)
+            generate_htp_compiler_spec,
+            generate_qnn_executorch_compiler_spec,
+        )
 
         if soc not in QcomChipset.__members__:
             raise F2IError(f"F2I_QNN_SOC={soc} is not a Qualcomm chip ExecuTorch knows "
@@ -99,7 +98,9 @@ def compile_specs(backend: str) -> list:
 
         return [CompileSpec("platform-config", soc.encode())]  # NeuropilotBackend requires it
     from executorch.backends.samsung.serialization.compile_options import (
-        SamsungChipset, gen_samsung_backend_compile_spec)
+        SamsungChipset,
+        gen_samsung_backend_compile_spec,
+    )
 
     if soc.upper() not in SamsungChipset.__members__:
         raise F2IError(f"F2I_SAMSUNG_SOC={soc} is not an Exynos chip ExecuTorch knows "
@@ -107,7 +108,7 @@ def compile_specs(backend: str) -> list:
     return [gen_samsung_backend_compile_spec(soc)]
 
 
-def _partitioner(backend: str):
+def partitioner(backend: str):
     specs = compile_specs(backend)
     if backend == "qnn":
         from executorch.backends.qualcomm.partition.qnn_partitioner import QnnPartitioner
@@ -124,10 +125,10 @@ def _partitioner(backend: str):
 
 def lower_for(backend: str):
     def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
-        from export.executorch import delegated_calls, to_program
+        from f2i_mobile.export.executorch import delegated_calls, to_program
 
         buffer, edge = to_program(with_precision(module, precision), spec,
-                                   [_partitioner(backend)])
+                                   [partitioner(backend)])
         path.write_bytes(buffer)
         return Lowered(details={"delegate": backend, "delegated_calls": delegated_calls(edge),
                                 "soc": VENDORS[backend].target()})

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from f2i_mobile.core.fidelity import score
+from f2i_mobile.core.imaging import bicubic_downscale
+from f2i_mobile.core.samples import HELD_OUT, HRImage, load_images
 from f2i_mobile.models import F2IDiffSR
-from f2i_mobile.train.data import HELD_OUT, HRImage, bundled_images, folder_images
-from f2i_mobile.train.degrade import bicubic_downscale
 
 HR_CROP = 512
 
@@ -33,28 +33,11 @@ class ImageScore:
     bicubic_ssim: float
 
 
-def y_channel(rgb: np.ndarray) -> np.ndarray:
-    """H x W x 3 in [0, 1] -> Y in [16, 235] on 8-bit values, as MATLAB's rgb2ycbcr."""
-    rgb8 = np.round(np.clip(rgb, 0, 1) * 255.0) / 255.0
-    return 16.0 + rgb8 @ np.array([65.481, 128.553, 24.966])
-
-
-def score(sr: np.ndarray, hr: np.ndarray, shave: int) -> tuple[float, float]:
-    a = y_channel(sr)[shave:-shave, shave:-shave]
-    b = y_channel(hr)[shave:-shave, shave:-shave]
-    psnr = peak_signal_noise_ratio(b, a, data_range=255.0)
-    ssim = structural_similarity(b, a, data_range=255.0, gaussian_weights=True, sigma=1.5,
-                                 use_sample_covariance=False)
-    return float(psnr), float(ssim)
-
-
 def centre_crop(image: np.ndarray, multiple: int) -> np.ndarray:
     h, w = image.shape[:2]
     size = min(HR_CROP, h // multiple * multiple, w // multiple * multiple)
     y, x = (h - size) // 2, (w - size) // 2
     return image[y:y + size, x:x + size]
-
-
 
 
 @torch.no_grad()
@@ -74,7 +57,7 @@ def evaluate(model: F2IDiffSR, images: list[HRImage]) -> list[ImageScore]:
 
 
 def eval_images(data: str | None) -> list[HRImage]:
-    return bundled_images(HELD_OUT) if data is None else folder_images(data)
+    return load_images(data, HELD_OUT)
 
 
 def summary(scores: list[ImageScore]) -> dict:

@@ -1,26 +1,65 @@
-"""Shared fixtures: tiny models and checkpoints built from configs (no downloads)."""
+"""Shared fixtures: tiny models and checkpoints built from configs (no downloads), the tiny
+model's export, and a typed manifest for tests that need no real graphs.
+
+Tiers: `pytest -m "not slow"` runs in minutes; tests marked `slow` lower real graphs (the
+shared `exported` fixture), quantize or run fidelity gates. CI runs both.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from f2i_mobile.quiet import quiet_libraries  # noqa: E402
+from f2i_mobile.core.quiet import quiet_libraries  # noqa: E402
 
 quiet_libraries()
 
+CLI = [sys.executable, "-m", "f2i_mobile.cli"]
+TINY_IO = {"conditioner": (["lr"], ["tokens"]), "encoder": (["lr"], ["latent"]),
+           "unet": (["latent", "tokens"], ["latent_sr"]), "decoder": (["latent_sr"], ["sr"])}
 
-def randomize_lora(model: torch.nn.Module, seed: int = 0, std: float = 0.05) -> None:
+
+def randomize_lora(model, seed: int = 0, std: float = 0.05) -> None:
     """peft initialises LoRA B to zero (no effect); give every adapter weight a value."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+def make_manifest(tile: int = 16, scale: int = 4, batch: int = 1, flops: int = 2 * 10**9,
+                  overlap: int = 4, multiple: int = 1, receptive_field=None):
+    """A valid manifest with the tiny model's four graphs (no artifacts), for tests of readers
+    that never run a graph (bench, planner)."""
+    from f2i_mobile.core.contract import GraphSpec, TensorSpec
+    from f2i_mobile.core.manifest import Manifest, ModelRecord, OneStepRecord, TilingRecord
+
+    def spec(name):
+        return TensorSpec(name, (batch, 4, 8, 8), "NCHW")
+
+    graphs = {g: GraphSpec(g, g, tuple(spec(n) for n in i), tuple(spec(n) for n in o),
+                           flops=flops) for g, (i, o) in TINY_IO.items()}
+    return Manifest(
+        model=ModelRecord("tiny", "0" * 16), scale=scale, tile=tile, output_tile=tile * scale,
+        batch=batch, one_step=OneStepRecord("unet", 999, 0.0047, "epsilon", 0.5, 14.6, -14.6,
+                                            "test"),
+        tiling=TilingRecord(lr_multiple=multiple, overlap=overlap,
+                            receptive_field=receptive_field),
+        graphs=graphs)
+
+
+def visible_files(folder: Path) -> set[str]:
+    """Every file under `folder` that is not hidden (work folders of atomic writes are)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +80,27 @@ def tiny_checkpoint(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, tiny_checkpoint):
-    """The tiny checkpoint exported to all four default backends (shared: exports are slow)."""
-    from export.pipeline import export_model, parse_backends
+    """The tiny checkpoint exported to all four default backends (shared: exports are slow;
+    tests that take it are marked slow)."""
+    from f2i_mobile.export.pipeline import check_backends, export_model
     from f2i_mobile.models import from_pretrained
 
     out = tmp_path_factory.mktemp("export") / "out"
     manifest, failures = export_model(from_pretrained(tiny_checkpoint), out,
-                                      parse_backends(None), progress=False)
+                                      check_backends(None), progress=False)
+    assert not failures, [str(f) for f in failures]
+    return out, manifest
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory, tiny_checkpoint):
+    """The tiny checkpoint exported to ONNX alone (seconds): for the fast tier's tests of
+    readers of a real export."""
+    from f2i_mobile.export.pipeline import check_backends, export_model
+    from f2i_mobile.models import from_pretrained
+
+    out = tmp_path_factory.mktemp("onnx") / "out"
+    manifest, failures = export_model(from_pretrained(tiny_checkpoint), out,
+                                      check_backends("onnx"), progress=False)
     assert not failures, [str(f) for f in failures]
     return out, manifest

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import guarded
 
 # Subcommand name -> module in this package.
 COMMANDS = {
@@ -36,28 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from f2i_mobile.quiet import quiet_libraries
+    from f2i_mobile.core.quiet import quiet_libraries
 
     quiet_libraries()
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except F2IError as exc:
-        print(f"f2i-mobile: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("f2i-mobile: interrupted", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print("f2i-mobile: error: out of memory; use a smaller input or tile", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a bug: one line unless asked for the traceback
-        if os.environ.get("F2I_MOBILE_DEBUG"):
-            raise
-        print(f"f2i-mobile: internal error: {type(exc).__name__}: "
-              f"{' '.join(str(exc).split())[:400]} (set F2I_MOBILE_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return 1
+    return guarded(lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    from android_bench.cli import add_arguments
+    from android_bench.cli import DESCRIPTION, add_arguments
 
     p = sub.add_parser(
         "bench", help="latency of exported graphs on a phone (adb) or this machine (--host)",
-        description="Time every graph of an export per backend and precision on a phone over "
-                    "adb (executor_runner, benchmark_model) or on this machine (--host: "
-                    "ExecuTorch runtime, LiteRT interpreter, ONNX Runtime); write JSON, CSV "
-                    "and a plot; estimate a 12 MP photo. 'bench compare A.json B.json' shows "
-                    "the change between two runs, noise aware.")
+        description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(run=run)
 

@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from f2i_mobile.evaluate import eval_images, evaluate, summary
-    from f2i_mobile.pipeline import load_model
+    from f2i_mobile.models import load_model
 
     model = load_model(args.model)
     result = summary(evaluate(model, eval_images(args.data)))

@@ -35,13 +35,13 @@ def run(args) -> int:
     if args.quant is not None:
         return run_quant(args)
     if args.calibration is not None:
-        from f2i_mobile.errors import F2IError
+        from f2i_mobile.core.errors import F2IError
 
         raise F2IError("--calibration applies to --quant exports only")
-    from export.pipeline import export_model, parse_backends
-    from f2i_mobile.pipeline import load_model
+    from f2i_mobile.export.pipeline import check_backends, export_model
+    from f2i_mobile.models import load_model
 
-    backends = parse_backends(args.backends)  # vendor SDKs are checked before any work
+    backends = check_backends(args.backends)  # vendor SDKs are checked before any work
     model = load_model(args.model)
     manifest, failures = export_model(model, args.out, backends, args.tile, args.precision,
                                       args.fail_fast)
@@ -56,18 +56,14 @@ def run(args) -> int:
 
 
 def run_quant(args) -> int:
-    from calibration.quantize import QuantRequest, check_request, quantize_model
-    from calibration.schemes import supported_backends
-    from f2i_mobile.pipeline import load_model
+    from f2i_mobile.calibration.quantize import check_requests, quantize_backends
+    from f2i_mobile.models import load_model
 
-    names = (args.backends.split(",") if args.backends else supported_backends(args.quant))
-    for name in names:  # every pair (and a vendor NPU's SDK) checked before any work
-        check_request(name.strip(), args.quant)
-    model = load_model(args.model)
-    for name in names:
-        for a in quantize_model(model, args.out, QuantRequest(name.strip(), args.quant),
-                                calibration=args.calibration, tile=args.tile):
-            print(f"{a.backend:<11} {a.graph:<12} {a.bytes / 1e6:8.2f} MB  {a.path}")
+    names = check_requests(args.backends, args.quant)  # before any work
+    artifacts = quantize_backends(load_model(args.model), args.out, names, args.quant,
+                                  calibration=args.calibration, tile=args.tile)
+    for a in artifacts:
+        print(f"{a.backend:<11} {a.graph:<12} {a.bytes / 1e6:8.2f} MB  {a.path}")
     print(f"manifest: {args.out}/manifest.json; check with f2i-mobile quant-check "
           f"--artifacts {args.out}")
     return 0

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from f2i_mobile.report import model_report, format_model_report
+    from f2i_mobile.models.info import format_model_report, model_report
 
     report = model_report(model_path=args.model, preset_name=args.preset, tile=args.tile)
     print(json.dumps(report, indent=2) if args.json else format_model_report(report))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("parity", help="check exported artifacts against torch",
@@ -18,17 +16,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from export.parity import check_all, format_table
-    from f2i_mobile.errors import F2IError
-    from f2i_mobile.manifest import Manifest
-    from f2i_mobile.pipeline import load_model
+    from f2i_mobile.core.errors import F2IError
+    from f2i_mobile.core.manifest import Manifest
+    from f2i_mobile.export.parity import check_all
+    from f2i_mobile.models import load_model
 
     manifest = Manifest.load(args.artifacts)
     model = load_model(args.model)
-    if model.config.hash() != manifest.model.get("config_hash"):
+    if model.config.hash() != manifest.model.config_hash:
         raise F2IError(f"{args.artifacts} was exported from another model (config "
-                       f"{manifest.model.get('config_hash')}); pass it with --model")
-    results = check_all(model, args.artifacts)
-    print(json.dumps([r.to_dict() for r in results], indent=2) if args.json
-          else format_table(results))
-    return 0 if all(r.ok for r in results) else 1
+                       f"{manifest.model.config_hash}); pass it with --model")
+    report = check_all(model, args.artifacts)
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.ok else 1

@@ -26,14 +26,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from calibration.report import format_report, quant_check, to_json
-    from f2i_mobile.manifest import Manifest
+    from f2i_mobile.calibration.report import quant_check
+    from f2i_mobile.core.manifest import Manifest
 
     model = None
     if any(a.backend == "coreml" for a in Manifest.load(args.artifacts).artifacts):
-        from f2i_mobile.pipeline import load_model
+        from f2i_mobile.models import load_model
 
         model = load_model(args.model)
     report = quant_check(args.artifacts, args.min_psnr, model, tiles=args.tiles)
-    print(to_json(report) if args.json else format_report(report))
-    return 0 if report["ok"] else 1
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.ok else 1

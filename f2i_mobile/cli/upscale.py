@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+from f2i_mobile.core.contract import RUNNABLE, TORCH
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -35,8 +37,8 @@ def add_parser(sub) -> None:
                    help="colour fix per tile, or over the whole output (held in memory)")
     p.add_argument("--conditioning", choices=("image", "tile"), default="image",
                    help="conditioner tokens from the whole photo (default, seamless) or per tile")
-    p.add_argument("--backend", choices=("torch", "executorch", "tflite", "onnx"),
-                   default="torch", help="what runs the graphs (default: torch)")
+    p.add_argument("--backend", choices=RUNNABLE, default=TORCH,
+                   help="what runs the graphs (default: torch)")
     p.add_argument("--artifacts", default=None, metavar="OUT",
                    help="export folder with manifest.json (backends other than torch)")
     p.add_argument("--precision", default="fp32", help="artifact precision (default: fp32)")
@@ -46,8 +48,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from f2i_mobile.pipeline import UpscaleOptions, plan_upscale, upscale_file
-    from f2i_mobile.tiling.planner import parse_size
+    from f2i_mobile.core.planner import parse_size
+    from f2i_mobile.upscale import UpscaleOptions, plan_upscale, upscale_file
 
     options = UpscaleOptions(
         tile=args.tile, overlap=args.overlap, order=args.order, batch=args.batch,
@@ -67,8 +69,9 @@ def run(args) -> int:
         if w.category.__name__ == "SeamWarning":
             print(f"warning: {w.message}", file=sys.stderr)
     if result is not None:
-        (w, h), (ow, oh), job = result
+        photo, job = result
         for note in job.notes:
             print(note, file=sys.stderr)
+        (w, h), (ow, oh) = photo.size, job.out_size
         print(f"{args.input} ({w}x{h}) -> {args.output} ({ow}x{oh}), {job.plan.count} tiles")
     return 0

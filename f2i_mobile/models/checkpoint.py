@@ -15,19 +15,26 @@ Only safetensors are read: nothing is unpickled.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from f2i_mobile.atomic import atomic_dir
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.atomic import atomic_dir
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models.conditioner import build_conditioner
 from f2i_mobile.models.config import F2IConfig
 from f2i_mobile.models.lora import (
-    add_lora, base_state_dict, has_lora, load_base_state_dict, load_lora, save_lora,
-    unet_lora_config, vae_encoder_lora_config,
+    add_lora,
+    base_state_dict,
+    has_lora,
+    load_base_state_dict,
+    load_lora,
+    save_lora,
+    unet_lora_config,
+    vae_encoder_lora_config,
 )
 from f2i_mobile.models.sr import F2IDiffSR
 from f2i_mobile.models.unet import build_unet
@@ -36,6 +43,36 @@ from f2i_mobile.models.vae import build_vae, load_vae
 FORMAT = "f2i-mobile-checkpoint/1"
 CONFIG_FILE = "f2i_config.json"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MODEL = "mobile"
+
+
+def bundled_models() -> dict[str, Path]:
+    """The checkpoints that ship with the package, by name."""
+    return {p.name: p for p in sorted(WEIGHTS.iterdir()) if (p / CONFIG_FILE).is_file()} \
+        if WEIGHTS.is_dir() else {}
+
+
+def load_model(name_or_path: str | Path | None = None) -> F2IDiffSR:
+    """The one way to get a model: a checkpoint folder, the name of a bundled checkpoint
+    (`mobile`), or the bundled default for None."""
+    name_or_path = DEFAULT_MODEL if name_or_path is None else name_or_path
+    path, bundled = Path(name_or_path), bundled_models()
+    if not path.exists() and str(name_or_path) in bundled:
+        path = bundled[str(name_or_path)]
+    if not path.exists():
+        raise F2IError(f"model {name_or_path}: no such folder, and not a bundled model "
+                       f"({', '.join(bundled) or 'none installed'})")
+    return from_pretrained(path)
+
+
+def lr_multiple(config: F2IConfig) -> int:
+    """LR sizes (and tile origins) must be multiples of this so that scale * size fits the VAE
+    and U-Net."""
+    m = config.pixel_multiple
+    return m // math.gcd(m, config.scale)
 
 
 def build_model(config: F2IConfig, seed: int = 0, *, lora: bool = True,

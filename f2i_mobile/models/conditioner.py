@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, Dinov2Config, Dinov2Model
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models.config import ConditionerConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 
 # OSEDiff's LoRA targets (design.md section 9): convolutions and attention projections, no norms.
 UNET_LORA_TARGETS = (

@@ -18,7 +18,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 
 ADAPTER = "default"
 PEFT_PREFIX = "base_model.model."

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models.conditioner import Conditioner
 from f2i_mobile.models.config import F2IConfig
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from diffusers import AutoencoderKL
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models.config import VAEConfig
 
 

@@ -8,7 +8,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from f2i_mobile.tiling.planner import GraphCost
+from f2i_mobile.core.atomic import atomic_file
+from f2i_mobile.core.planner import GraphCost
 
 _CACHE: dict[str, object] = {}
 
@@ -30,10 +31,8 @@ def cached(kind: str, key: str, compute: Callable[[], object],
     except (OSError, ValueError, KeyError, TypeError):
         value = compute()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(encode(value)))
-            tmp.replace(path)  # another process never reads half a file
+            with atomic_file(path) as tmp:  # another process never reads half a file
+                tmp.write_text(json.dumps(encode(value)))
         except OSError:
             pass
     _CACHE[key] = value

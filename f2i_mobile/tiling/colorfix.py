@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 
 METHODS = ("none", "adain", "wavelet")
 LEVELS = 5

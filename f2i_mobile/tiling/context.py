@@ -14,8 +14,8 @@ tile, so tiles agree wherever the overlap covers the receptive field, and on a p
 can take whole the tiled result equals the untiled one.
 
 Torch only: exported graphs (ExecuTorch, TFLite, ONNX) have tile statistics and tile-wide
-attention baked in, and rely on blending (README, "Large photos: tiling"). Attention with its own
-GroupNorm (the SD VAE's mid block; not in the mobile and tiny presets) keeps tile-wide attention.
+attention baked in, and rely on blending (docs/tiling.md). Attention with its own GroupNorm (the
+SD VAE's mid block; not in the mobile and tiny presets) keeps tile-wide attention.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ import torch
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
+from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models.graphs import graph_modules, graph_specs
 from f2i_mobile.runners.torch_runner import TorchRunner
+
 
 def _group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     # In the input's own precision, as GroupNorm itself does: a float64 copy of a reference
@@ -115,8 +118,10 @@ class ImageContextRunner(TorchRunner):
     """TorchRunner whose GroupNorms and self-attentions use the whole photo's context once
     `calibrate`d."""
 
-    def __init__(self, model):
-        super().__init__(model)
+    context_pass = True
+
+    def __init__(self, model: F2IDiffSR):
+        super().__init__(graph_modules(model), graph_specs(model.config))
         self.stats: dict[str, dict] = {}
 
     @torch.no_grad()

@@ -22,12 +22,14 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from f2i_mobile.graphs import GRAPHS, count_flops, graph_specs
-from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.memory import peak_rise, resident_bytes, return_freed_memory
+from f2i_mobile.core.planner import MAX_BATCH, GraphCost, ReceptiveField
 from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models.graphs import count_flops, example_inputs, graph_specs
+from f2i_mobile.runners.base import run_chain
 from f2i_mobile.tiling.cache import cached, cached_graph_costs
 from f2i_mobile.tiling.context import ImageContextRunner
-from f2i_mobile.tiling.planner import MAX_BATCH, GraphCost
 
 TOLERANCE = 1e-3  # max abs error on [0, 1] output pixels that counts as seamless
 
@@ -44,18 +46,11 @@ def model_key(model: F2IDiffSR) -> str:
 
 def probe_image(size: int) -> np.ndarray:
     """A natural photo (scikit-image's astronaut) resized to size x size, float32 in [0, 1]."""
-    import cv2
     from skimage import data
 
-    img = data.astronaut().astype(np.float32) / 255.0
-    return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+    from f2i_mobile.core.imaging import resize
 
-
-def _chain(runner: ImageContextRunner, lr: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    x = lr.transpose(2, 0, 1)[None]
-    latent = runner.run("encoder", {"lr": x})["latent"]
-    latent_sr = runner.run("unet", {"latent": latent, "tokens": tokens})["latent_sr"]
-    return runner.run("decoder", {"latent_sr": latent_sr})["sr"][0]
+    return resize(data.astronaut().astype(np.float32) / 255.0, size, size)
 
 
 def _reach(full: np.ndarray, cropped: np.ndarray, tol: float) -> int:
@@ -68,54 +63,38 @@ def _reach(full: np.ndarray, cropped: np.ndarray, tol: float) -> int:
 
 @torch.no_grad()
 def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None = None,
-                     ) -> dict[str, int]:
+                     ) -> ReceptiveField:
     """LR px each graph (and `chain`, the three graphs together) needs on each side of an output
     pixel for its value to be within `tol` (chain: of [0, 1] pixels; single graphs: of
-    `tol` x their output's standard deviation)."""
+    `tol` x their output's standard deviation).
+
+    Columns only: the graphs are square convolution stacks, so rows reach as far; measuring one
+    axis halves the cost (tens of seconds for the mobile preset)."""
     cfg = model.config
     m = cfg.pixel_multiple // math.gcd(cfg.pixel_multiple, cfg.scale)
     size = size or max(2 * cfg.tile, 8 * m)
     size = -(-size // (2 * m)) * 2 * m
     runner = ImageContextRunner(model)
-    image = probe_image(size)
-    view = probe_image(cfg.tile)
-    tokens = runner.run("conditioner", {"lr": view.transpose(2, 0, 1)[None]})["tokens"]
-    runner.calibrate(image.transpose(2, 0, 1)[None], tokens)
-    c = size // 2
-    lr_per = {"encoder": cfg.vae.downsample / cfg.scale, "unet": cfg.vae.downsample / cfg.scale,
-              "decoder": 1 / cfg.scale}  # LR px per output column of each graph
-    x = image.transpose(2, 0, 1)[None]
-    latent = runner.run("encoder", {"lr": x})["latent"]
-    latent_sr = runner.run("unet", {"latent": latent, "tokens": tokens})["latent_sr"]
-    full_out = {"encoder": latent, "unet": latent_sr,
-                "decoder": runner.run("decoder", {"latent_sr": latent_sr})["sr"]}
-    result = {}
-    # Columns only: the graphs are square convolution stacks, so rows reach as far; measuring
-    # one axis halves the cost (tens of seconds for the mobile preset).
-    for axis in (-1,):
-        def cut(a, n, axis=axis):
-            return np.ascontiguousarray(a[..., :n] if axis == -1 else a[..., :n, :])
-
-        def t(a, axis=axis):  # put the cut axis last
-            return a if axis == -1 else np.swapaxes(a, -1, -2)
-
-        lc = c * cfg.scale // cfg.vae.downsample  # the same cut in latent columns
-        crops = {
-            "encoder": runner.run("encoder", {"lr": cut(x, c)})["latent"],
-            "unet": runner.run("unet", {"latent": cut(latent, lc), "tokens": tokens})["latent_sr"],
-            "decoder": runner.run("decoder", {"latent_sr": cut(latent_sr, lc)})["sr"],
-        }
-        for g, out in crops.items():
-            tol_g = tol if g == "decoder" else tol * float(full_out[g].std())
-            reach = math.ceil(_reach(t(full_out[g]), t(out), tol_g) * lr_per[g])
-            result[g] = max(result.get(g, 0), reach)
-        img_cut = cut(image.transpose(2, 0, 1), c).transpose(1, 2, 0)
-        chain = math.ceil(_reach(t(full_out["decoder"][0]), t(_chain(runner, img_cut, tokens)),
-                                 tol) / cfg.scale)
-        result["chain"] = max(result.get("chain", 0), chain)
-    result["probe"] = size
-    result["saturated"] = result["chain"] >= c  # the field reaches the probe's far side
-    return result
+    image = probe_image(size).transpose(2, 0, 1)[None]
+    tokens = runner.run("conditioner", {"lr": probe_image(cfg.tile).transpose(2, 0, 1)[None]})
+    runner.calibrate(image, tokens["tokens"])
+    full = run_chain(runner, {"lr": image, **tokens})
+    c = size // 2  # the cut, in LR columns
+    lc = c * cfg.scale // cfg.vae.downsample  # the same cut in latent columns
+    cut = {"lr": c, "tokens": None, "latent": lc, "latent_sr": lc}
+    graphs = {}
+    for g in GRAPHS[1:]:
+        spec = runner.specs[g]
+        inputs = {n: full[n] if cut[n] is None else np.ascontiguousarray(full[n][..., :cut[n]])
+                  for n in spec.input_names}
+        (name,) = spec.output_names
+        out = runner.run(g, inputs)[name]
+        tol_g = tol if name == "sr" else tol * float(full[name].std())
+        lr_per_column = c / out.shape[-1]  # LR px per output column of this graph
+        graphs[g] = math.ceil(_reach(full[name], out, tol_g) * lr_per_column)
+    cropped = run_chain(runner, {"lr": np.ascontiguousarray(image[..., :c]), **tokens})
+    chain = math.ceil(_reach(full["sr"], cropped["sr"], tol) / cfg.scale)
+    return ReceptiveField(chain=chain, graphs=graphs, probe=size, saturated=chain >= c)
 
 
 class _PeakBytes(TorchDispatchMode):
@@ -158,7 +137,7 @@ def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCos
     costs = {}
     for g in GRAPHS:
         module = runner.modules[g]
-        example = specs[g].example_inputs()
+        example = example_inputs(specs[g])
         before = resident_bytes()
         # Per tile at batch 1 and at the largest batch: workspaces grow faster than the batch.
         working = max(_working_bytes(module, [a.expand(b, *a.shape[1:]).contiguous()
@@ -184,8 +163,9 @@ def _working_bytes(module: torch.nn.Module, args: list[torch.Tensor]) -> int:
     return max(peak_rise(lambda: module(*args)) or 0, counter.peak)
 
 
-def cached_receptive_fields(model: F2IDiffSR) -> dict:
-    return cached("rf", model_key(model), lambda: receptive_fields(model))
+def cached_receptive_fields(model: F2IDiffSR) -> ReceptiveField:
+    return cached("rf-v2", model_key(model), lambda: receptive_fields(model),
+                  lambda rf: vars(rf), lambda d: ReceptiveField(**d))
 
 
 def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:

@@ -11,11 +11,11 @@ import hashlib
 
 import numpy as np
 
-from f2i_mobile.manifest import Manifest
-from f2i_mobile.memory import peak_rise, resident_bytes, return_freed_memory
+from f2i_mobile.core.manifest import Manifest
+from f2i_mobile.core.memory import peak_rise, resident_bytes, return_freed_memory
+from f2i_mobile.core.planner import GraphCost
 from f2i_mobile.runners.base import GraphRunner
 from f2i_mobile.tiling.cache import cached_graph_costs
-from f2i_mobile.tiling.planner import GraphCost
 
 
 def artifact_costs(runner: GraphRunner, manifest: Manifest) -> dict[str, GraphCost]:

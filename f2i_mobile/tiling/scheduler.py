@@ -1,18 +1,21 @@
-"""Runs the four graphs over a tile plan through any `GraphRunner`, and blends the SR tiles into
+"""Runs the graphs over a tile plan through any `GraphRunner`, and blends the SR tiles into
 output bands, top to bottom.
 
-Two orders (`Schedule.order`):
-- `tile`: each batch of tiles goes through conditioner, encoder, U-Net and decoder before the next;
-  the first band is out early and only one batch of intermediates is alive.
+Per photo, first: the tensors every tile shares (the conditioner's tokens of the whole photo in
+`image` conditioning) and, for a runner that takes image-wide context, its context pass on a
+reference view. Then the tiles, in one of two orders (`Schedule.order`):
+- `tile`: each batch of tiles goes through the chain before the next; the first band is out
+  early and only one batch of intermediates is alive.
 - `stage`: every tile through one graph before the next graph starts, so one graph is resident
-  (`runner.release` after its stage); the latents between stages are kept in memory or, when the
+  (`runner.release` after its stage); the tensors between stages are kept in memory or, when the
   budget says so, spilled to a temporary file.
+Graphs are wired by the contract's tensor names (`runners.run_chain`), never by position.
 
 Blending happens in the output domain, with the planner's partition-of-unity weights. Blending
 latents instead would save the decoder's overlap but needs the decoder's receptive field covered
-by a second margin anyway (the decoder is the widest graph, design.md section 3), and an averaged
-latent is not one the decoder was trained on; blending pixels is exact when the overlap covers the
-receptive field and degrades gracefully when it does not.
+by a second margin anyway (the decoder is the widest graph), and an averaged latent is not one
+the decoder was trained on; blending pixels is exact when the overlap covers the receptive field
+and degrades gracefully when it does not.
 
 Conditioning (`plan.conditioning`): `image` (default) computes the tokens once from the whole LR
 photo resized to one tile and gives them to every tile; `tile` gives each tile the tokens of its
@@ -30,39 +33,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# OpenCV at import, not at first use: its 30 MiB are then in the resident memory that
-# `--memory-budget` starts from, instead of arriving unplanned with the first tile.
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from f2i_mobile.runners.base import GraphRunner
+from f2i_mobile.core.contract import GRAPHS, RESULT, SOURCE
+from f2i_mobile.core.imaging import pad_reflect, resize, to_nchw
+from f2i_mobile.core.planner import REFERENCE_TILES, Schedule, Tile, TilePlan
+from f2i_mobile.runners.base import GraphRunner, run_chain
 from f2i_mobile.tiling.colorfix import color_fix
-from f2i_mobile.tiling.planner import REFERENCE_TILES, Schedule, TilePlan
-
-
-
-def pad_reflect(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pad H x W (x C) at the bottom/right to height x width, mirroring the border (numpy's
-    reflect repeats the mirror for pads longer than the image; a 1-pixel edge is repeated)."""
-    pads = [(0, height - image.shape[0]), (0, width - image.shape[1])]
-    pads += [(0, 0)] * (image.ndim - 2)
-    mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
-    return np.pad(image, pads, mode=mode)
-
-
-def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Area when shrinking, bicubic when enlarging (OpenCV), clipped to [0, 1]."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    shrink = width < image.shape[1]
-    out = cv2.resize(image, (width, height),
-                     interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return np.clip(out, 0.0, 1.0)
-
-
-def to_nchw(images: list[np.ndarray]) -> np.ndarray:
-    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 class TensorStore:
@@ -92,6 +70,7 @@ class TensorStore:
         del mm
 
     def get(self, index: int) -> np.ndarray:
+        """The tile's tensor; each is read once (by the one graph that takes it)."""
         if self.path is None:
             return self.items.pop(index)
         nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
@@ -110,22 +89,7 @@ class TileScheduler:
         self.runner, self.plan, self.schedule = runner, plan, schedule
         self.color, self.progress = color, progress
         self.spill_dir = spill_dir if spill_dir is not None else tempfile.gettempdir()
-
-    # --- running graphs in batches ---
-    def _run(self, graph: str, inputs: dict[str, list[np.ndarray]]) -> np.ndarray:
-        """One graph on a list of per-tile inputs (padded up to a runner's fixed batch);
-        returns the stacked outputs for the real tiles only."""
-        n = len(next(iter(inputs.values())))
-        fixed = self.runner.batch_size(graph)
-        pad = (fixed - n) if fixed else 0
-        feed = {k: np.ascontiguousarray(np.stack(v + [v[-1]] * pad), dtype=np.float32)
-                for k, v in inputs.items()}
-        (out,) = self.runner.run(graph, feed).values()
-        return out[:n]
-
-    def _batches(self) -> list[list[int]]:
-        b = self.schedule.batch
-        return [list(range(i, min(i + b, self.plan.count))) for i in range(0, self.plan.count, b)]
+        self.shared: dict[str, np.ndarray] = {}  # per-photo tensors every tile takes
 
     # --- the run ---
     def bands(self, rgb: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -134,24 +98,18 @@ class TileScheduler:
         plan = self.plan
         cw, ch = plan.canvas
         canvas = pad_reflect(rgb.astype(np.float32, copy=False), ch, cw)
-        self._tokens = None
-        if plan.conditioning == "image":
-            self._tokens = self._run("conditioner", {"lr": [self._global_view(rgb)]})[0]
-        calibrate = getattr(self.runner, "calibrate", None)
-        if calibrate is not None:
-            tokens = (self._tokens if self._tokens is not None
-                      else self._run("conditioner", {"lr": [self._global_view(rgb)]})[0])
-            calibrate(to_nchw([self._reference_view(canvas)]), tokens[None])
-        tiles = plan.tiles
-        crops = (canvas[t.lr.y0:t.lr.y1, t.lr.x0:t.lr.x1] for t in tiles)
+        self.shared = {}
+        if plan.conditioning == "image" or self.runner.context_pass:
+            view = to_nchw([resize(rgb, plan.tile, plan.tile)])
+            tokens = self._run("conditioner", {SOURCE: view})["tokens"]
+            if plan.conditioning == "image":
+                self.shared["tokens"] = tokens[0]
+            if self.runner.context_pass:
+                self.runner.calibrate(to_nchw([self._reference_view(canvas)]), tokens[:1])
+        crops = (canvas[t.lr.y0:t.lr.y1, t.lr.x0:t.lr.x1] for t in plan.tiles)
         sr_tiles = (self._tile_order(canvas) if self.schedule.order == "tile"
                     else self._stage_order(canvas))
-        yield from self._blend(zip(tiles, crops, sr_tiles))
-
-    def _global_view(self, rgb: np.ndarray) -> np.ndarray:
-        """The whole photo resized to one tile (3 x tile x tile): the conditioner's input in
-        `image` mode."""
-        return np.ascontiguousarray(resize(rgb, self.plan.tile, self.plan.tile).transpose(2, 0, 1))
+        yield from self._blend(zip(plan.tiles, crops, sr_tiles))
 
     def _reference_view(self, canvas: np.ndarray) -> np.ndarray:
         """The canvas itself when small, else resized to about REFERENCE_TILES tiles' area (sides
@@ -163,61 +121,73 @@ class TileScheduler:
         f, m = (limit / (h * w)) ** 0.5, self.plan.multiple
         return resize(canvas, max(m, int(w * f) // m * m), max(m, int(h * f) // m * m))
 
-    def _tokens_for(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        if self._tokens is not None:
-            return [self._tokens] * len(crops)
-        return list(self._run("conditioner", {"lr": crops}))
+    def _graphs(self) -> list[str]:
+        """The graphs each tile runs: those whose outputs are not shared by the whole photo."""
+        return [g for g in GRAPHS
+                if not all(n in self.shared for n in self.runner.specs[g].output_names)]
+
+    # --- batches ---
+    def _batches(self) -> list[list[int]]:
+        b = self.schedule.batch
+        return [list(range(i, min(i + b, self.plan.count))) for i in range(0, self.plan.count, b)]
+
+    def _padded(self, values: dict[str, np.ndarray], n: int, graph: str) -> dict[str, np.ndarray]:
+        """Per-tile arrays of `n` tiles, padded up to the runner's fixed batch (if it has one)
+        by repeating the last tile."""
+        fixed = self.runner.batch_size(graph)
+        if not fixed or fixed == n:
+            return values
+        return {k: np.concatenate([v, np.repeat(v[-1:], fixed - n, axis=0)])
+                for k, v in values.items()}
+
+    def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(inputs.values())))
+        out = self.runner.run(graph, self._padded(inputs, n, graph))
+        return {k: v[:n] for k, v in out.items()}
+
+    def _tile_inputs(self, canvas: np.ndarray, batch: list[int],
+                     names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Of `names`, the LR crops and the shared tensors of a batch of tiles, batched."""
+        values = {n: np.repeat(self.shared[n][None], len(batch), axis=0)
+                  for n in names if n in self.shared}
+        if SOURCE in names:
+            values[SOURCE] = to_nchw([_crop(canvas, self.plan.tiles[i]) for i in batch])
+        return values
 
     def _bar(self, total: int, desc: str):
         return tqdm(total=total, desc=desc, unit="tile", disable=not self.progress, leave=False)
 
     def _tile_order(self, canvas: np.ndarray) -> Iterator[np.ndarray]:
-        tiles = self.plan.tiles
+        graphs = self._graphs()
         with self._bar(self.plan.count, "tiles") as bar:
             for batch in self._batches():
-                crops = [_crop_chw(canvas, tiles[i]) for i in batch]
-                tokens = self._tokens_for(crops)
-                latent = self._run("encoder", {"lr": crops})
-                latent_sr = self._run("unet", {"latent": list(latent), "tokens": tokens})
-                sr = self._run("decoder", {"latent_sr": list(latent_sr)})
-                for out in sr:
+                values = self._tile_inputs(canvas, batch, (SOURCE, *self.shared))
+                values = self._padded(values, len(batch), graphs[0])
+                for out in run_chain(self.runner, values, graphs)[RESULT][:len(batch)]:
                     bar.update()
                     yield out
 
     def _stage_order(self, canvas: np.ndarray) -> Iterator[np.ndarray]:
-        plan, tiles, spill = self.plan, self.plan.tiles, self.schedule.spill
-        stores = {k: TensorStore(plan.count, self.spill_dir if spill else None)
-                  for k in ("tokens", "latent", "latent_sr")}
-        graphs = ["encoder", "unet", "decoder"]
-        if plan.conditioning == "tile":
-            graphs.insert(0, "conditioner")
+        plan, graphs = self.plan, self._graphs()
+        stores: dict[str, TensorStore] = {}
         try:
             with self._bar(plan.count * len(graphs), "tiles x graphs") as bar:
                 for graph in graphs:
+                    spec = self.runner.specs[graph]
                     for batch in self._batches():
-                        if graph in ("conditioner", "encoder"):
-                            crops = [_crop_chw(canvas, tiles[i]) for i in batch]
-                            out = self._run(graph, {"lr": crops})
-                            store = stores["tokens" if graph == "conditioner" else "latent"]
-                            for i, o in zip(batch, out):
-                                store.put(i, o)
-                        elif graph == "unet":
-                            tokens = ([stores["tokens"].get(i) for i in batch]
-                                      if plan.conditioning == "tile"
-                                      else [self._tokens] * len(batch))
-                            out = self._run("unet", {"latent": [stores["latent"].get(i)
-                                                                for i in batch],
-                                                     "tokens": tokens})
-                            for i, o in zip(batch, out):
-                                stores["latent_sr"].put(i, o)
-                        else:
-                            out = self._run("decoder", {"latent_sr": [stores["latent_sr"].get(i)
-                                                                      for i in batch]})
-                            for o in out:
-                                bar.update()
-                                yield o
-                            continue
+                        inputs = self._tile_inputs(canvas, batch, spec.input_names)
+                        inputs.update({n: np.stack([stores[n].get(i) for i in batch])
+                                       for n in spec.input_names if n not in inputs})
+                        out = self._run(graph, inputs)
                         bar.update(len(batch))
+                        if graph == graphs[-1]:
+                            yield from out[RESULT]
+                            continue
+                        for name, value in out.items():
+                            store = stores.setdefault(name, TensorStore(
+                                plan.count, self.spill_dir if self.schedule.spill else None))
+                            for i, v in zip(batch, value):
+                                store.put(i, v)
                     self.runner.release(graph)
         finally:
             for s in stores.values():
@@ -249,6 +219,5 @@ class TileScheduler:
                 acc[band_h - step:] = 0.0
 
 
-def _crop_chw(canvas: np.ndarray, tile) -> np.ndarray:
-    return np.ascontiguousarray(canvas[tile.lr.y0:tile.lr.y1, tile.lr.x0:tile.lr.x1]
-                                .transpose(2, 0, 1))
+def _crop(canvas: np.ndarray, tile: Tile) -> np.ndarray:
+    return canvas[tile.lr.y0:tile.lr.y1, tile.lr.x0:tile.lr.x1]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from f2i_mobile.atomic import atomic_file
-from f2i_mobile.image import check_output_path
+from f2i_mobile.core.atomic import atomic_file
+from f2i_mobile.core.image import check_output_path
 
 TIFF_ROWS = 16  # TIFF tiles are multiples of 16 rows
 

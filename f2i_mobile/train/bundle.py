@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst", help="where to write the bundled checkpoint")
     p.add_argument("--note", default=None, help="recipe text stored in the metadata")
     args = p.parse_args(argv)
-    from f2i_mobile.errors import F2IError
-    from f2i_mobile.quiet import quiet_libraries
+    from f2i_mobile.core.errors import F2IError
+    from f2i_mobile.core.quiet import quiet_libraries
 
     quiet_libraries()
     try:

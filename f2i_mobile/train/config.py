@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.train.degrade import DegradationConfig
 
 STAGES = ("vae", "fm", "sr")

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from scipy.special import j1
 
+from f2i_mobile.core.imaging import bicubic_downscale
+
 RESIZE_MODES = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso",
            "plateau_aniso")
@@ -79,17 +81,6 @@ class Degradation:
         else:
             img = resize_and_sinc(_jpeg(img, rng.uniform(*c.second.jpeg_quality)))
         return np.clip(img, 0.0, 1.0).astype(np.float32)
-
-
-def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The test sets' degradation: antialiased bicubic (Pillow's, like MATLAB's imresize),
-    rounded to 8 bits as a saved LR image would be."""
-    from PIL import Image
-
-    h, w = hr.shape[0] // scale, hr.shape[1] // scale
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(hr[..., i]), mode="F")
-                           .resize((w, h), Image.BICUBIC)) for i in range(hr.shape[2])]
-    return (np.round(np.clip(np.stack(channels, axis=2), 0, 1) * 255) / 255).astype(np.float32)
 
 
 def _order(img: np.ndarray, o: DegradationOrder, rng: np.random.Generator,

@@ -23,11 +23,12 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from f2i_mobile.atomic import atomic_dir
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.atomic import atomic_dir
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.samples import HRImage
 from f2i_mobile.models import F2IDiffSR, save_pretrained
 from f2i_mobile.train.config import TrainConfig
-from f2i_mobile.train.data import Crops, HRImage
+from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation
 from f2i_mobile.train.stages import build_stage
 

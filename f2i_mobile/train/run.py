@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.samples import load_images
 from f2i_mobile.models import F2IConfig, F2IDiffSR, build_model, from_pretrained, preset
 from f2i_mobile.models.checkpoint import save_pretrained
 from f2i_mobile.train.config import TrainConfig
-from f2i_mobile.train.data import Crops, load_images
+from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation, DegradationConfig
 from f2i_mobile.train.loop import train
 

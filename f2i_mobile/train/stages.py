@@ -19,10 +19,14 @@ from diffusers import DDPMScheduler
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.models.lora import (
-    add_lora, has_lora, lora_parameters, unet_lora_config, vae_encoder_lora_config,
+    add_lora,
+    has_lora,
+    lora_parameters,
+    unet_lora_config,
+    vae_encoder_lora_config,
 )
 from f2i_mobile.train.config import TrainConfig
 

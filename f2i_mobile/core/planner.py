@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.errors import F2IError
 
-GRAPH_ORDER = ("conditioner", "encoder", "unet", "decoder")
 CONDITIONING = ("image", "tile")
 REFERENCE_TILES = 4  # image-wide statistics come from a view of at most this many tiles' area
 MAX_BATCH = 4  # the largest batch a schedule picks on its own
@@ -64,6 +64,18 @@ class Tile:
     col: int
     lr: Box  # the LR crop, in canvas coordinates
     out: Box  # where its output lands, in output-canvas coordinates
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """How far each graph (and `chain`, encoder -> U-Net -> decoder together) reaches: the LR
+    px an output pixel needs on each side for its value to be within the tolerance it was
+    measured at. `saturated`: the field reached across the `probe` it was measured on."""
+
+    chain: int
+    graphs: dict[str, int] = field(default_factory=dict)
+    probe: int = 0
+    saturated: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,13 +166,13 @@ class TilePlan:
         """Graph invocations for the photo at a fixed batch (a partial last batch is one call)."""
         per_tile = -(-self.count // batch)
         return {g: 1 if g == "conditioner" and self.conditioning == "image" else per_tile
-                for g in GRAPH_ORDER}
+                for g in GRAPHS}
 
     @property
     def gflops(self) -> float:
         tiles = {g: 1 if g == "conditioner" and self.conditioning == "image" else self.count
-                 for g in GRAPH_ORDER}
-        return sum(tiles[g] * self.costs[g].gflops for g in GRAPH_ORDER if g in self.costs)
+                 for g in GRAPHS}
+        return sum(tiles[g] * self.costs[g].gflops for g in GRAPHS if g in self.costs)
 
     @property
     def overhead(self) -> float:
@@ -240,21 +252,19 @@ def default_overlap(receptive_field: int | None, tile: int, multiple: int) -> in
 # --- for the bench: how often each graph runs for one photo ---
 
 def photo_calls(manifest, out_width: int, out_height: int, overlap: int | None = None,
-                conditioning: str = "image") -> tuple[TilePlan, dict[str, int]]:
-    """The plan and graph invocations for a `out_width` x `out_height` output from an export's
-    manifest (its tile, scale, batch and per-graph FLOPs). Without an explicit overlap, the one
-    the export recorded (`manifest.model["overlap"]`) or a quarter tile."""
-    scale, tile = manifest.scale, manifest.tile
-    # The manifest records the LR multiple and the measured overlap where the export knew them;
-    # 1 is always a valid multiple for the exported tile, and a quarter tile a usual overlap.
-    multiple = int(manifest.model.get("lr_multiple", 1))
-    if overlap is None:
-        overlap = int(manifest.model.get("overlap", tile // 4))
+                conditioning: str | None = None) -> tuple[TilePlan, dict[str, int]]:
+    """The plan and graph invocations for an `out_width` x `out_height` output from an
+    export's manifest: its tile, scale, batch, per-graph FLOPs and tiling record (the overlap
+    the tiler would use unless one is given)."""
+    scale, tile, tiling = manifest.scale, manifest.tile, manifest.tiling
     costs = {g: GraphCost(info.flops / max(1, manifest.batch) / 1e9)
              for g, info in manifest.graphs.items()}
+    rf = tiling.receptive_field
     plan = plan_tiles(max(1, round(out_width / scale)), max(1, round(out_height / scale)),
-                      scale=scale, tile=tile, overlap=min(overlap, tile // 2), multiple=multiple,
-                      conditioning=conditioning, costs=costs)
+                      scale=scale, tile=tile, multiple=tiling.lr_multiple,
+                      overlap=tiling.overlap if overlap is None else overlap,
+                      conditioning=conditioning or tiling.conditioning,
+                      receptive_field=None if rf is None else rf.chain, costs=costs)
     return plan, plan.calls(max(1, manifest.batch))
 
 
@@ -273,15 +283,18 @@ class Schedule:
 
 def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *,
                   base_bytes: int = 0, out_channels: int = 4, whole_output: bool = False,
-                  context_pass: bool = False) -> int:
+                  context_pass: bool = False, weights_resident: bool = False) -> int:
     """Peak resident bytes of a run: `base_bytes` (the process before the run, with whatever
     weights it already holds) + the LR canvas + what the graphs keep after their first run
     + the graphs' weights (all in tile order, the largest in stage order) + `batch` tiles'
     working memory + what stage order keeps between graphs (unless spilled) + the output band
     being blended (or the whole output); measured bytes with MEASURED_SPREAD's allowance.
     `context_pass`: the runner first takes image-wide statistics from a reference view of up to
-    REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1."""
-    costs = [_with_allowance(plan.costs.get(g, GraphCost(0.0))) for g in GRAPH_ORDER]
+    REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1.
+    `weights_resident`: the weights are already in `base_bytes` (the torch model is loaded
+    whole before the run; exported graphs load one by one)."""
+    costs = [_with_allowance(plan.costs.get(g, GraphCost(0.0)), weights_resident)
+             for g in GRAPHS]
     cw, ch = plan.canvas
     ow, oh = plan.out_size
     # float RGB canvas + alpha, and what each graph's first run leaves resident
@@ -311,9 +324,10 @@ def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *
                                           for c, k in zip(costs, kept))))
 
 
-def _with_allowance(cost: GraphCost) -> GraphCost:
+def _with_allowance(cost: GraphCost, weights_resident: bool) -> GraphCost:
     """`cost` with its measured bytes raised by MEASURED_SPREAD (output sizes are exact)."""
-    return GraphCost(cost.gflops, int(cost.weight_bytes * MEASURED_SPREAD),
+    weights = 0 if weights_resident else cost.weight_bytes
+    return GraphCost(cost.gflops, int(weights * MEASURED_SPREAD),
                      int(cost.activation_bytes * MEASURED_SPREAD), cost.io_bytes,
                      int(cost.retained_bytes * MEASURED_SPREAD))
 
@@ -321,7 +335,8 @@ def _with_allowance(cost: GraphCost) -> GraphCost:
 def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = None,
                     batch: int | None = None, fixed_batch: int | None = None,
                     max_batch: int = MAX_BATCH, base_bytes: int = 0, out_channels: int = 4,
-                    whole_output: bool = False, context_pass: bool = False) -> Schedule:
+                    whole_output: bool = False, context_pass: bool = False,
+                    weights_resident: bool = False) -> Schedule:
     """The fastest schedule that fits `budget`: tile order at the largest batch first, then stage
     order, then stage order with intermediates spilled to disk. `order`/`batch` pin a choice;
     `fixed_batch` is a runner's static batch. Raises at once, with the minimum it would need,
@@ -337,7 +352,8 @@ def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = N
                else list(range(min(max_batch, plan.count), 0, -1)))
     candidates = [Schedule(o, b, spill, estimate_peak(
                       plan, o, b, spill, base_bytes=base_bytes, out_channels=out_channels,
-                      whole_output=whole_output, context_pass=context_pass))
+                      whole_output=whole_output, context_pass=context_pass,
+                      weights_resident=weights_resident))
                   for o in ([order] if order else ORDERS)
                   for spill in ((False,) if o == "tile" else (False, True))
                   for b in batches]

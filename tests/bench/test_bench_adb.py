@@ -1,5 +1,5 @@
-"""The adb transport end to end, against a stand-in `adb` first on PATH (tests/fake_adb/adb)
-that records its arguments and answers in the real tools' formats (tests/fixtures/bench).
+"""The adb transport end to end, against a stand-in `adb` first on PATH (tests/bench/fake_adb/adb)
+that records its arguments and answers in the real tools' formats (tests/bench/fixtures).
 Every fault the harness promises to survive is played here; the real adb binary is checked
 with no phone attached."""
 
@@ -14,12 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_manifest
 
 from android_bench import BenchOptions, bench
 from android_bench.harness import BenchIncomplete
 from android_bench.report import BenchReport
-from f2i_mobile.errors import F2IError
-from f2i_mobile.manifest import GRAPH_ORDER, Artifact, GraphInfo, Manifest, TensorInfo
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.manifest import Artifact
 
 FAKE_ADB = Path(__file__).parent / "fake_adb"
 SERIAL = "28201FDH2004T6"
@@ -38,15 +40,9 @@ def phone(tmp_path, monkeypatch):
     and the fake adb's state folder. The artifact files are placeholders: the fake phone never
     loads them, it only stores what the harness pushes."""
     out = tmp_path / "out"
-    io = {"conditioner": (["lr"], ["tokens"]), "encoder": (["lr"], ["latent"]),
-          "unet": (["latent", "tokens"], ["latent_sr"]), "decoder": (["latent_sr"], ["sr"])}
-    graphs = {g: GraphInfo(g, g, [TensorInfo(n, [1, 4, 8, 8], "NCHW") for n in i],
-                           [TensorInfo(n, [1, 4, 8, 8], "NCHW") for n in o], flops=2 * 10**9)
-              for g, (i, o) in io.items()}
-    m = Manifest(model={"name": "tiny"}, scale=4, tile=16, output_tile=64, batch=1,
-                 one_step={}, graphs=graphs)
+    m = make_manifest()
     for backend, ext in (("executorch", "pte"), ("tflite", "tflite")):
-        for g in GRAPH_ORDER:
+        for g in GRAPHS:
             rel = f"{backend}/{g}.{ext}"
             (out / backend).mkdir(parents=True, exist_ok=True)
             (out / rel).write_bytes(os.urandom(ARTIFACT_BYTES))
@@ -95,7 +91,7 @@ def test_bench_over_adb(phone):
     assert dev["abi"] == "arm64-v8a" and dev["cores"] == 8 and dev["big_cores"] == [4, 5, 6, 7]
     assert dev["os"] == "Android 14 (API 34)" and dev["thermal"]["name"] == "none"
     assert [(r.backend, r.graph) for r in report.results] == (
-        [("executorch", g) for g in GRAPH_ORDER] + [("tflite", g) for g in GRAPH_ORDER])
+        [("executorch", g) for g in GRAPHS] + [("tflite", g) for g in GRAPHS])
     et, tfl = report.results[0], report.results[4]
     assert et.runner == "executor_runner" and et.runs == 5 and et.warmup == 2
     assert et.median_ms == 12.987 and et.samples_ms == [12.911, 13.052, 12.874, 13.406, 12.987]
@@ -113,12 +109,12 @@ def test_bench_over_adb(phone):
     assert run_et[0] == (f"taskset f0 {work}/executor_runner --model_path={work}/conditioner.pte"
                          f" --num_executions=7 --cpu_threads=4 > "
                          f"{work}/conditioner.executorch.fp32.log 2>&1")
-    assert (f"--warmup_runs=2 --warmup_min_secs=0 --num_runs=5 --min_secs=0 "
-            f"--report_peak_memory_footprint=true --num_threads=4") in run_tfl[0]
+    assert ("--warmup_runs=2 --warmup_min_secs=0 --num_runs=5 --min_secs=0 "
+            "--report_peak_memory_footprint=true --num_threads=4") in run_tfl[0]
     pushes = [c for c in calls(phone) if c[2:3] == ["push"]]
     assert [Path(c[3]).name for c in pushes] == (
-        ["executor_runner"] + [f"{g}.pte" for g in GRAPH_ORDER]
-        + ["benchmark_model"] + [f"{g}.tflite" for g in GRAPH_ORDER])
+        ["executor_runner"] + [f"{g}.pte" for g in GRAPHS]
+        + ["benchmark_model"] + [f"{g}.tflite" for g in GRAPHS])
     assert cmds[-1] == f"rm -rf {work}" and device_files(phone) == []
 
     saved = BenchReport.load(phone / "res" / "bench.json")
@@ -249,22 +245,13 @@ def test_cli_one_line_errors(phone):
     assert "skipped  executorch fp32" in r.stdout and "PARTIAL" in r.stdout
 
 
-def _real_adb() -> str | None:
-    """Debian's adb: installed here if missing, as CI's .ci/run does."""
-    if shutil.which("adb") is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run("apt-get install -y -qq adb || (apt-get update -qq && "
-                       "apt-get install -y -qq adb)", shell=True, capture_output=True)
-    return shutil.which("adb")
-
-
 def test_real_adb_without_a_phone(tmp_path):
-    adb = _real_adb()
+    adb = shutil.which("adb")  # Debian's adb; .ci/run installs it on a fresh machine
     if adb is None:
-        pytest.skip("adb is not installed and cannot be installed here")
+        pytest.skip("adb is not installed (apt-get install adb)")
     env = {**os.environ, "ADB": adb, "ANDROID_ADB_SERVER_PORT": "5099"}
     (tmp_path / "out").mkdir()
-    Manifest(model={}, scale=4, tile=16, output_tile=64, batch=1, one_step={},
-             graphs={}).save(tmp_path / "out")
+    make_manifest().save(tmp_path / "out")
     try:
         r = subprocess.run([sys.executable, "-m", "android_bench", "--artifacts",
                             str(tmp_path / "out")], capture_output=True, text=True, env=env,

@@ -1,4 +1,4 @@
-"""The bench's parsers on the real tools' formats (tests/fixtures/bench), and its statistics."""
+"""The bench's parsers on the real tools' formats (tests/bench/fixtures), and its statistics."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from android_bench.compare import compare, format_comparison
 from android_bench.report import BenchReport, GraphResult
 from android_bench.stats import Summary, compare_summaries
 
-FIX = Path(__file__).parent / "fixtures" / "bench"
+FIX = Path(__file__).parent / "fixtures"
 
 
 def fixture(name: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from f2i_mobile.graphs import GRAPHS, count_flops, count_params, graph_specs
-from f2i_mobile.models import build_model, preset
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.models import build_model, load_model, preset
+from f2i_mobile.models.graphs import count_flops, count_params, graph_specs
 
 
 def model_report(model_path: str | None = None, preset_name: str | None = None,
@@ -16,8 +17,6 @@ def model_report(model_path: str | None = None, preset_name: str | None = None,
             model = build_model(config, lora=False)
         origin = f"preset {preset_name!r} (architecture only, no weights)"
     else:
-        from f2i_mobile.pipeline import load_model
-
         model = load_model(model_path)
         config = model.config
         origin = model.metadata.get("origin", "checkpoint")

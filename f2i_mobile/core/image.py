@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
-from f2i_mobile.atomic import atomic_file
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.atomic import atomic_file
+from f2i_mobile.core.errors import F2IError
 
 READ_FORMATS = {"PNG", "JPEG", "MPO", "TIFF"}  # MPO: phone JPEGs with an embedded preview
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -37,6 +37,11 @@ class Photo:
     def size(self) -> tuple[int, int]:
         """(width, height)."""
         return self.rgb.shape[1], self.rgb.shape[0]
+
+    @property
+    def channels(self) -> int:
+        """Channels of the output it is written as: gray or RGB, plus alpha."""
+        return (1 if self.grayscale else 3) + (self.alpha is not None)
 
     def with_pixels(self, rgb: np.ndarray, alpha: np.ndarray | None) -> Photo:
         return replace(self, rgb=rgb, alpha=alpha)

@@ -10,13 +10,18 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from conftest import randomize_lora
-from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import count_flops, count_params
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models import (
-    BicubicUpsample, F2IConfig, PRESETS, build_model, from_pretrained, merge_lora, preset,
+    PRESETS,
+    BicubicUpsample,
+    F2IConfig,
+    build_model,
+    from_pretrained,
+    merge_lora,
+    preset,
     save_pretrained,
 )
+from f2i_mobile.models.graphs import count_flops, count_params
 from f2i_mobile.models.lora import has_lora
 
 

@@ -1,11 +1,16 @@
 """The export manifest: what a phone app, the tiler and the bench read about exported graphs.
 
-`OUT/manifest.json` describes the model (name, config hash), the tile and scale, the one-step
-constants and which graph owns them, every graph's inputs and outputs, and every artifact
-(backend, graph, precision, path relative to OUT, size, sha256, I/O layout). Readers take paths,
-shapes and constants from here and never re-derive them.
+`OUT/manifest.json` records, typed and in full:
+- `model`: name, config hash, where the weights came from, the config;
+- `scale`, `tile`, `output_tile`, `batch`: the graphs' static geometry;
+- `one_step`: the one-step constants and the graph that owns them;
+- `tiling`: the LR multiple tile origins keep, the receptive field measured at export and the
+  seam-safe overlap, so an exported path plans exactly as the torch path does;
+- `graphs`: every graph's inputs and outputs (`contract.GraphSpec`), parameters and FLOPs;
+- `artifacts`: per backend, graph and precision: path relative to OUT, size, sha256, I/O layout.
 
-This module imports no torch: a phone-lab machine reads manifests without the training stack.
+Readers take paths, shapes and constants from here and never re-derive them. A manifest of
+another schema version is refused in one line. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,52 +20,52 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from f2i_mobile.atomic import atomic_file
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.atomic import atomic_file
+from f2i_mobile.core.contract import GRAPHS, GraphSpec
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.planner import ReceptiveField
+from f2i_mobile.core.records import from_dict
 
-FORMAT = "f2i-mobile-manifest/1"
+FORMAT = "f2i-mobile-manifest/2"
 MANIFEST = "manifest.json"
-GRAPH_ORDER = ("conditioner", "encoder", "unet", "decoder")
 
 
 @dataclass
-class TensorInfo:
+class ModelRecord:
     name: str
-    shape: list[int]
-    layout: str  # NCHW (images, latents) or NLC (tokens), as the graph registry defines them
-    description: str = ""
-    dtype: str = "float32"
-
-    def example(self, rng):
-        """A random tensor of this shape in the range the graph sees in the pipeline: images in
-        [0, 1], latents and tokens standard normal (as the registry's example inputs)."""
-        if self.name == "lr":
-            return rng.random(self.shape, dtype="float32").astype(self.dtype)
-        return rng.standard_normal(self.shape, dtype="float32").astype(self.dtype)
+    config_hash: str
+    origin: str = ""
+    config: dict = field(default_factory=dict)
 
 
 @dataclass
-class GraphInfo:
-    name: str
-    description: str
-    inputs: list[TensorInfo]
-    outputs: list[TensorInfo]
-    params: int = 0
-    flops: int = 0  # per call at this tile and batch, LoRA merged
+class OneStepRecord:
+    """`latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s`, inside
+    `graph`; latents between graphs are unscaled."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> GraphInfo:
-        d = dict(d)
-        d["inputs"] = [TensorInfo(**t) for t in d["inputs"]]
-        d["outputs"] = [TensorInfo(**t) for t in d["outputs"]]
-        return cls(**d)
+    graph: str
+    timestep: int
+    alpha_bar: float
+    prediction_type: str
+    scaling_factor: float
+    c_z: float
+    c_p: float
+    formula: str
+
+
+@dataclass
+class TilingRecord:
+    lr_multiple: int  # LR sizes and tile origins are multiples of this
+    overlap: int  # LR px between neighbouring tiles: seam-safe for the receptive field
+    receptive_field: ReceptiveField | None = None  # measured at export
+    conditioning: str = "image"  # tokens from the whole photo resized to one tile
 
 
 @dataclass
 class Artifact:
-    backend: str  # executorch, tflite, coreml, onnx
+    backend: str  # a name of contract.BACKENDS
     graph: str
-    precision: str  # fp32, fp16, w8a8, w8a16, w4a16, palette6, palette4, mixed
+    precision: str  # a contract.Precision value
     path: str  # relative to the manifest's folder
     bytes: int
     sha256: str
@@ -72,13 +77,14 @@ class Artifact:
 
 @dataclass
 class Manifest:
-    model: dict  # name, config_hash, origin
+    model: ModelRecord
     scale: int
     tile: int
     output_tile: int
     batch: int
-    one_step: dict
-    graphs: dict[str, GraphInfo]
+    one_step: OneStepRecord
+    tiling: TilingRecord
+    graphs: dict[str, GraphSpec]
     artifacts: list[Artifact] = field(default_factory=list)
     format: str = FORMAT
 
@@ -89,10 +95,10 @@ class Manifest:
         raise F2IError(f"manifest has no {precision} {backend} artifact for graph {graph}")
 
     def variants(self) -> list[tuple[str, str]]:
-        """(backend, precision) pairs that have all four graphs."""
+        """(backend, precision) pairs that have every graph."""
         have = {(a.backend, a.precision, a.graph) for a in self.artifacts}
         pairs = sorted({(a.backend, a.precision) for a in self.artifacts})
-        return [p for p in pairs if all((*p, g) in have for g in GRAPH_ORDER)]
+        return [p for p in pairs if all((*p, g) in have for g in self.graphs)]
 
     def add(self, artifact: Artifact) -> None:
         """Add or replace the artifact of the same backend, graph and precision."""
@@ -101,7 +107,9 @@ class Manifest:
         self.artifacts.append(artifact)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["graphs"] = {name: g.to_dict() for name, g in self.graphs.items()}
+        return d
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / MANIFEST
@@ -116,17 +124,18 @@ class Manifest:
         if not path.is_file():
             raise F2IError(f"{folder}: no {MANIFEST} (run f2i-mobile export first)")
         try:
-            d = json.loads(path.read_text())
-            if d.get("format") != FORMAT:
-                raise F2IError(f"{path}: unknown manifest format {d.get('format')!r}, "
-                               f"expected {FORMAT}")
-            d["graphs"] = {k: GraphInfo.from_dict(v) for k, v in d["graphs"].items()}
-            d["artifacts"] = [Artifact(**a) for a in d.get("artifacts", [])]
-            return cls(**d)
+            data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise F2IError(f"{path}: not valid JSON ({exc})") from None
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise F2IError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        version = data.get("format") if isinstance(data, dict) else None
+        if version != FORMAT:
+            raise F2IError(f"{path}: manifest schema {version!r} is not {FORMAT!r}, the one this "
+                           f"f2i-mobile reads; export again with this version")
+        manifest = from_dict(cls, data, str(path))
+        missing = [g for g in GRAPHS if g not in manifest.graphs]
+        if missing:
+            raise F2IError(f"{path}: graphs {', '.join(missing)} missing")
+        return manifest
 
 
 def sha256_file(path: str | Path) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import mmap
-import subprocess
-import sys
 import tracemalloc
 import warnings
 
@@ -13,16 +11,19 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import make_manifest
 from PIL import Image
 
 from f2i_mobile.cli import main
-from f2i_mobile.errors import F2IError
-from f2i_mobile.graphs import graph_modules
-from f2i_mobile.pipeline import SeamWarning, UpscaleOptions, open_engine, plan_job
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.image import Photo
+from f2i_mobile.core.imaging import pad_reflect
+from f2i_mobile.core.planner import Schedule, default_overlap
+from f2i_mobile.models.graphs import graph_modules
 from f2i_mobile.tiling.colorfix import adain, low_frequency, wavelet
-from f2i_mobile.tiling.planner import Schedule, default_overlap, photo_calls, plan_tiles
-from f2i_mobile.tiling.scheduler import TileScheduler, pad_reflect
+from f2i_mobile.tiling.scheduler import TileScheduler
 from f2i_mobile.tiling.writer import write_bands
+from f2i_mobile.upscale import SeamWarning, UpscaleOptions, open_engine, plan_job
 
 TILE = 64  # tiny model tile for the seam tests: room for a seam-safe overlap
 
@@ -32,57 +33,6 @@ def photo(h, w, seed=0):
     rng = np.random.default_rng(seed)
     small = rng.random((max(2, h // 6), max(2, w // 6), 3)).astype(np.float32)
     return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
-
-
-# --- the planner (torch-free) ---
-
-def test_planner_imports_no_torch():
-    code = ("import sys; import f2i_mobile.tiling.planner, android_bench.plan; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-
-
-@pytest.mark.parametrize("size", [(1, 1), (5, 3), (16, 16), (17, 16), (61, 29), (100, 37)])
-@pytest.mark.parametrize("overlap,rf", [(0, None), (4, None), (8, 3), (6, 1)])
-def test_blend_weights_are_a_partition_of_unity(size, overlap, rf):
-    w, h = size
-    plan = plan_tiles(w, h, scale=4, tile=16, overlap=overlap, multiple=2, receptive_field=rf)
-    cw, ch = plan.canvas
-    assert cw >= max(w, 16) and ch >= max(h, 16)
-    total = np.zeros((ch * 4, cw * 4))
-    for t in plan.tiles:
-        total[t.out.y0:t.out.y1, t.out.x0:t.out.x1] += plan.weights(t)
-    np.testing.assert_allclose(total, 1.0, atol=1e-6)
-    if rf and plan.seam_safe:  # nothing within rf of a tile's inner edge is used
-        mu = plan.margin * 4
-        t = plan.tiles[0]
-        if plan.cols > 1:
-            assert not plan.weights(t)[:, -mu:].any()
-
-
-def test_plan_rounds_overlap_to_the_multiple_and_refuses_bad_tiles():
-    plan = plan_tiles(100, 50, scale=4, tile=32, overlap=5, multiple=4)
-    assert plan.overlap == 8 and plan.stride == 24 and all(t.lr.x0 % 4 == 0 for t in plan.tiles)
-    with pytest.raises(F2IError, match="multiple of 4"):
-        plan_tiles(100, 50, scale=4, tile=30, overlap=4, multiple=4)
-    with pytest.raises(F2IError, match="more than half"):
-        plan_tiles(100, 50, scale=4, tile=32, overlap=20, multiple=4)
-
-
-def test_photo_calls_from_a_manifest_for_the_bench():
-    from android_bench.plan import photo_plan
-    from f2i_mobile.manifest import GraphInfo, Manifest
-
-    graphs = {g: GraphInfo(g, "", [], [], flops=2_000_000_000 * (i + 1))
-              for i, g in enumerate(("conditioner", "encoder", "unet", "decoder"))}
-    manifest = Manifest({"name": "m"}, 4, 128, 512, 1, {}, graphs)
-    plan, calls = photo_calls(manifest, 4000, 3000)
-    assert plan.cols == 1 + -(-(1000 - 128) // 96) and plan.rows == 1 + -(-(750 - 128) // 96)
-    assert calls == {"conditioner": 1, "encoder": plan.count, "unet": plan.count,
-                     "decoder": plan.count}
-    assert plan.gflops == pytest.approx(2 + (4 + 6 + 8) * plan.count)
-    p = photo_plan(manifest, 4000, 3000)
-    assert p.tiles == plan.count and p.calls == calls
 
 
 # --- seams ---
@@ -104,7 +54,7 @@ def untiled(model, canvas, tokens):
 
 def run_tiled(engine, rgb, overlap=None, order="tile", batch=1, spill=False):
     options = UpscaleOptions(tile=TILE, overlap=overlap, order=order, batch=batch)
-    job = plan_job(engine, (rgb.shape[1], rgb.shape[0]), None, options)
+    job = plan_job(engine, Photo(rgb), None, options)
     schedule = Schedule(order, batch, spill, 0)
     sched = TileScheduler(engine.runner, job.plan, schedule, progress=False)
     bands = list(sched.bands(rgb))
@@ -114,19 +64,19 @@ def run_tiled(engine, rgb, overlap=None, order="tile", batch=1, spill=False):
 
 def test_receptive_field_is_measured_and_local(engine):
     rf = engine.receptive_field
-    assert 0 < rf["chain"] < TILE // 2 - 2 and not rf["saturated"]
-    assert rf["decoder"] <= rf["chain"] and rf["encoder"] <= rf["chain"]
+    assert 0 < rf.chain < TILE // 2 - 2 and not rf.saturated
+    assert rf.graphs["decoder"] <= rf.chain and rf.graphs["encoder"] <= rf.chain
 
 
 def test_tiled_equals_untiled_when_overlap_covers_the_receptive_field(engine, tiny_model):
-    overlap = default_overlap(engine.receptive_field["chain"], TILE, engine.multiple)
+    overlap = default_overlap(engine.receptive_field.chain, TILE, engine.multiple)
     size = 2 * TILE - overlap  # 2 x 2 tiles whose canvas is the image itself
     rgb = photo(size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("error", SeamWarning)
         plan, sched, tiled = run_tiled(engine, rgb)
     assert plan.count == 4 and plan.seam_safe and plan.canvas == (size, size)
-    ref = untiled(tiny_model, rgb, sched._tokens[None])
+    ref = untiled(tiny_model, rgb, sched.shared["tokens"][None])
     assert np.abs(tiled - ref).max() < 1e-3
 
 
@@ -136,7 +86,7 @@ def test_too_small_overlap_warns_and_does_seam(engine, tiny_model):
     with pytest.warns(SeamWarning, match="below"):
         plan, sched, tiled = run_tiled(engine, rgb, overlap=4)
     assert not plan.seam_safe
-    ref = untiled(tiny_model, pad_reflect(rgb, *plan.canvas[::-1]), sched._tokens[None])
+    ref = untiled(tiny_model, pad_reflect(rgb, *plan.canvas[::-1]), sched.shared["tokens"][None])
     assert np.abs(tiled - ref[: size * 4, : size * 4]).max() > 1e-3  # the warning was earned
 
 
@@ -198,55 +148,6 @@ def test_budget_that_cannot_be_met_is_one_line_before_any_work(tmp_path, tiny_ch
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "cannot be met" in err and "needs at least" in err
     assert not dst.exists()
-
-
-def test_estimate_counts_the_image_wide_statistics_pass():
-    # The torch runner first runs a reference view of up to REFERENCE_TILES tiles' area at
-    # batch 1: on a photo of many tiles that pass, not the batch-1 tiles, sets the peak.
-    from f2i_mobile.tiling.planner import (MEASURED_SPREAD, REFERENCE_TILES, GraphCost,
-                                           estimate_peak)
-
-    act = 100 << 20
-    costs = {g: GraphCost(1.0, 0, act if g == "decoder" else 0, 0)
-             for g in ("conditioner", "encoder", "unet", "decoder")}
-    plan = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
-    plain = estimate_peak(plan, "tile", 1)
-    with_pass = estimate_peak(plan, "tile", 1, context_pass=True)
-    assert with_pass - plain == pytest.approx((REFERENCE_TILES - 1) * act * MEASURED_SPREAD,
-                                              abs=2)
-    one_tile = plan_tiles(100, 100, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
-    assert estimate_peak(one_tile, "tile", 1, context_pass=True) < with_pass
-    # what a graph's first run keeps resident counts once, whatever the batch or order
-    kept = {g: GraphCost(1.0, 0, c.activation_bytes, 0, retained_bytes=7 << 20)
-            for g, c in costs.items()}
-    plan_kept = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=kept)
-    for order, batch in (("tile", 1), ("tile", 4), ("stage", 2)):
-        assert (estimate_peak(plan_kept, order, batch) - estimate_peak(plan, order, batch)
-                == 4 * int((7 << 20) * MEASURED_SPREAD))
-
-
-def test_peak_rise_sees_memory_that_was_freed_again():
-    from f2i_mobile.memory import peak_rise, touch_fresh_pages
-
-    rise = peak_rise(lambda: touch_fresh_pages(64 << 20))
-    if rise is None:
-        pytest.skip("no resettable high-water mark on this system")
-    assert 60 << 20 <= rise < 200 << 20
-    assert peak_rise(lambda: None) < 16 << 20
-
-
-def test_peak_rise_is_unknown_where_the_mark_misses_freed_memory(monkeypatch):
-    # A kernel that accepts the reset but does not raise the mark for freed memory must give
-    # "unknown" (the tiler then counts tensors), not a rise of 0 that would size the budget.
-    from f2i_mobile import memory
-
-    memory._peak_tracks_freed_memory.cache_clear()
-    monkeypatch.setattr(memory, "_status", lambda key: 300 << 20)
-    try:
-        assert memory.reset_peak() is False
-        assert memory.peak_rise(lambda: memory.touch_fresh_pages(64 << 20)) is None
-    finally:
-        memory._peak_tracks_freed_memory.cache_clear()
 
 
 def test_plan_prints_tiles_flops_and_memory_and_runs_nothing(tmp_path, tiny_checkpoint,
@@ -341,8 +242,8 @@ def test_color_fix_runs_through_the_cli(tmp_path, tiny_checkpoint, capsys):
 def test_artifact_costs_split_what_loading_keeps_from_what_a_run_adds():
     """The measurement behind `--memory-budget` for exported graphs, on a runner whose memory
     is known: loading keeps 40 MiB, each run of a batch of 2 touches 32 MiB more."""
-    from f2i_mobile.manifest import GraphInfo, Manifest, TensorInfo
-    from f2i_mobile.memory import peak_rise, touch_fresh_pages
+    from f2i_mobile.core.contract import GraphSpec, TensorSpec
+    from f2i_mobile.core.memory import peak_rise, touch_fresh_pages
     from f2i_mobile.runners.base import GraphRunner
     from f2i_mobile.tiling.runner_costs import artifact_costs
 
@@ -365,11 +266,11 @@ def test_artifact_costs_split_what_loading_keeps_from_what_a_run_adds():
         def release(self, graph):
             self.loaded.pop(graph).close()
 
-    shape = [2, 3, 4, 4]
-    graphs = {g: GraphInfo(g, "", [TensorInfo("lr", shape, "NCHW")],
-                           [TensorInfo("out", shape, "NCHW")], flops=int(4e9))
-              for g in ("conditioner", "encoder", "unet", "decoder")}
-    manifest = Manifest({}, 4, 4, 16, 2, {}, graphs)
+    shape = (2, 3, 4, 4)
+    manifest = make_manifest(tile=4, batch=2)
+    manifest.graphs = {g: GraphSpec(g, "", (TensorSpec("lr", shape, "NCHW"),),
+                                    (TensorSpec("out", shape, "NCHW"),), flops=int(4e9))
+                       for g in manifest.graphs}
     runner = HoldingRunner()
     costs = artifact_costs(runner, manifest)
     assert not runner.loaded  # every graph released after its measurement

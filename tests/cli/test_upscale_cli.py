@@ -15,7 +15,7 @@ import tifffile
 from PIL import Image
 
 from f2i_mobile.cli import main
-from f2i_mobile.image import read_image
+from f2i_mobile.core.image import read_image
 
 
 def rgb8(h=9, w=13, seed=0):

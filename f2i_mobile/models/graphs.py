@@ -1,13 +1,5 @@
-"""The graph registry: the four graphs a phone runs, their static I/O, and the one-step constants.
-
-Export, calibration, the tiler's runners and the benchmarks all read this module (or the manifest
-it writes), and never derive shapes or constants themselves.
-
-    graph        inputs                                outputs
-    conditioner  lr [B,3,t,t] in [0,1]                 tokens [B,N,D]
-    encoder      lr [B,3,t,t] in [0,1]                 latent [B,C,h,w]      (h = t*scale/8)
-    unet         latent [B,C,h,w], tokens [B,N,D]      latent_sr [B,C,h,w]
-    decoder      latent_sr [B,C,h,w]                   sr [B,3,t*scale,t*scale] in [0,1]
+"""The four graphs of a model: their specs (the contract's `GraphSpec` with this config's
+shapes), their modules (LoRA merged), the one-step record, parameters and FLOPs.
 
 `t` is the LR tile edge. The bicubic upsample sits inside `encoder`; the scaling factor, the fixed
 timestep and the one-step update sit inside `unet` alone; latents between graphs are unscaled.
@@ -16,52 +8,17 @@ timestep and the one-step update sit inside `unet` alone; latents between graphs
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from f2i_mobile.errors import F2IError
+from f2i_mobile.core.contract import GRAPHS, GraphSpec, TensorSpec
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.manifest import OneStepRecord
 from f2i_mobile.models.config import F2IConfig
 from f2i_mobile.models.lora import merge_lora
-from f2i_mobile.models.sr import STAGES, F2IDiffSR, one_step_constants
-
-GRAPHS = STAGES  # ("conditioner", "encoder", "unet", "decoder"), in pipeline order
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    layout: str  # NCHW for images and latents, NLC for token sequences
-    description: str
-    dtype: str = "float32"
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "shape": list(self.shape)}
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    name: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    description: str
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description,
-                "inputs": [t.to_dict() for t in self.inputs],
-                "outputs": [t.to_dict() for t in self.outputs]}
-
-    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """Inputs with the value ranges the graph sees in the pipeline: images uniform in [0, 1],
-        latents and tokens standard normal."""
-        gen = torch.Generator().manual_seed(seed)
-        return tuple(
-            torch.rand(t.shape, generator=gen) if t.name == "lr"
-            else torch.randn(t.shape, generator=gen)
-            for t in self.inputs)
+from f2i_mobile.models.sr import F2IDiffSR, one_step_constants
 
 
 def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
@@ -86,15 +43,23 @@ def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
     latent_sr = TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s")
     sr = TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]")
     return {
-        "conditioner": GraphSpec("conditioner", (lr,), (tokens,),
-                                 "resize LR to the DINOv2 input, DINOv2, linear projection"),
-        "encoder": GraphSpec("encoder", (lr,), (latent,),
-                             "bicubic upsample, VAE encoder (LoRA merged), posterior mean"),
-        "unet": GraphSpec("unet", (latent, tokens), (latent_sr,),
-                          "scale by s, U-Net (LoRA merged) at fixed t*, one-step update, unscale"),
-        "decoder": GraphSpec("decoder", (latent_sr,), (sr,),
-                             "VAE decoder, clamp, map [-1, 1] to [0, 1]"),
+        "conditioner": GraphSpec("conditioner",
+                                 "resize LR to the DINOv2 input, DINOv2, linear projection",
+                                 (lr,), (tokens,)),
+        "encoder": GraphSpec("encoder",
+                             "bicubic upsample, VAE encoder (LoRA merged), posterior mean",
+                             (lr,), (latent,)),
+        "unet": GraphSpec("unet",
+                          "scale by s, U-Net (LoRA merged) at fixed t*, one-step update, unscale",
+                          (latent, tokens), (latent_sr,)),
+        "decoder": GraphSpec("decoder", "VAE decoder, clamp, map [-1, 1] to [0, 1]",
+                             (latent_sr,), (sr,)),
     }
+
+
+def example_inputs(spec: GraphSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """The spec's example inputs as tensors, in input order."""
+    return tuple(torch.from_numpy(a) for a in spec.examples(seed).values())
 
 
 def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
@@ -108,19 +73,14 @@ def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
     return {name: stage.eval() for name, stage in merged.stages().items()}  # wrappers too
 
 
-def one_step_record(config: F2IConfig) -> dict:
+def one_step_record(config: F2IConfig) -> OneStepRecord:
     """The one-step constants as the manifest writes them, and which graph owns them."""
     step = one_step_constants(config)
-    return {
-        "graph": "unet",
-        "timestep": step.timestep,
-        "alpha_bar": step.alpha_bar,
-        "prediction_type": step.prediction_type,
-        "scaling_factor": step.scaling_factor,
-        "c_z": step.c_z,
-        "c_p": step.c_p,
-        "formula": "latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s",
-    }
+    return OneStepRecord(
+        graph="unet", timestep=step.timestep, alpha_bar=step.alpha_bar,
+        prediction_type=step.prediction_type, scaling_factor=step.scaling_factor,
+        c_z=step.c_z, c_p=step.c_p,
+        formula="latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s")
 
 
 def count_params(model: F2IDiffSR) -> dict[str, int]:
@@ -139,8 +99,19 @@ def count_flops(model: F2IDiffSR, tile: int | None = None) -> dict[str, int]:
     stages = graph_modules(model)
     flops = {}
     for name in GRAPHS:
-        inputs = [x.to(device) for x in specs[name].example_inputs()]
+        inputs = [x.to(device) for x in example_inputs(specs[name])]
         with FlopCounterMode(display=False) as counter:
             stages[name](*inputs)
         flops[name] = counter.get_total_flops()
     return flops
+
+
+def described_specs(model: F2IDiffSR, tile: int | None = None, batch: int = 1,
+                    ) -> dict[str, GraphSpec]:
+    """`graph_specs` with each graph's parameters and FLOPs (per call at this batch) filled in:
+    what the manifest records."""
+    from dataclasses import replace
+
+    params, flops = count_params(model), count_flops(model, tile)
+    return {name: replace(spec, params=params[name], flops=flops[name] * batch)
+            for name, spec in graph_specs(model.config, tile, batch).items()}

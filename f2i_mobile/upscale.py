@@ -1,0 +1,298 @@
+"""A photo's way through `f2i-mobile upscale`: read, plan, run the tiles, colour, write.
+
+    read_image -> open_engine -> plan_job -> TileScheduler.bands -> write_output
+
+`open_engine` picks what runs the graphs (the torch model, or an export's artifacts through a
+runtime) and what the planner knows of it (tile, LR multiple, receptive field, memory costs).
+`plan_job` decides everything before any tile runs: the output's size and whether it is
+streamed or assembled in memory, the overlap, the tile plan and a schedule that fits the memory
+budget (or one line saying it cannot). The scheduler then yields output bands, colour-fixed per
+tile, and `write_output` streams them to disk (or assembles them when the format or an
+image-wide colour fix needs the whole output). Alpha is upscaled bicubically beside the model.
+`--scale` other than the model's own is reached Real-ESRGAN's way: run at the model's scale,
+then resize.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from f2i_mobile.core.contract import RUNNABLE, TORCH
+from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.image import Photo, check_output_path, read_image, to_uint, write_image
+from f2i_mobile.core.imaging import resize
+from f2i_mobile.core.manifest import Manifest
+from f2i_mobile.core.memory import resident_bytes, return_freed_memory
+from f2i_mobile.core.planner import (
+    GraphCost,
+    ReceptiveField,
+    Schedule,
+    TilePlan,
+    choose_schedule,
+    default_overlap,
+    format_size,
+    min_overlap,
+    plan_tiles,
+)
+from f2i_mobile.runners.base import GraphRunner
+from f2i_mobile.tiling.colorfix import METHODS, color_fix
+from f2i_mobile.tiling.scheduler import TileScheduler
+
+
+class SeamWarning(UserWarning):
+    """The overlap does not cover the receptive field: tiles may show seams."""
+
+
+@dataclass
+class UpscaleOptions:
+    tile: int | None = None  # LR px; default: the model's (or the export's) tile
+    overlap: int | None = None  # LR px; default: seam-safe for the measured receptive field
+    order: str | None = None  # tile | stage; default: the fastest that fits the budget
+    batch: int | None = None
+    memory_budget: int | None = None  # bytes of peak resident memory
+    color_fix: str = "none"  # none | adain | wavelet
+    color_scope: str = "tile"  # tile | image (image: the whole output is held in memory)
+    conditioning: str = "image"  # image | tile (see tiling.scheduler)
+    scale: float | None = None
+    backend: str = TORCH
+    artifacts: str | None = None  # export folder (backends other than torch)
+    precision: str = "fp32"
+    progress: bool = False
+
+    def check(self) -> None:
+        if self.backend not in RUNNABLE:
+            raise F2IError(f"--backend must be one of {', '.join(RUNNABLE)}, "
+                           f"not {self.backend!r}")
+        if self.color_fix not in METHODS:
+            raise F2IError(f"--color-fix must be one of {', '.join(METHODS)}, "
+                           f"not {self.color_fix!r}")
+        if self.color_scope not in ("tile", "image"):
+            raise F2IError(f"--color-scope must be tile or image, not {self.color_scope!r}")
+
+
+@dataclass
+class Engine:
+    """What runs the graphs, and what the planner knows about them. For the torch model the
+    receptive field and costs are measured on first use only (a one-tile photo needs neither
+    unless a budget or a plan is asked for); an export's are in its manifest and runtime."""
+
+    runner: GraphRunner
+    scale: int
+    tile: int
+    multiple: int
+    origin: str = ""
+    model: object = None  # the torch model, when the runner runs it
+    manifest: Manifest | None = None  # the export's, when the runner runs its artifacts
+
+    @property
+    def weights_resident(self) -> bool:
+        """Torch holds every weight before the run; exported graphs load one at a time."""
+        return self.model is not None
+
+    @cached_property
+    def costs(self) -> dict[str, GraphCost]:
+        if self.model is None:
+            from f2i_mobile.tiling.runner_costs import cached_artifact_costs
+            return cached_artifact_costs(self.runner, self.manifest)
+        from f2i_mobile.tiling.measure import cached_costs
+        return cached_costs(self.model, self.tile)
+
+    @cached_property
+    def receptive_field(self) -> ReceptiveField | None:
+        if self.model is None:
+            return self.manifest.tiling.receptive_field
+        from f2i_mobile.tiling.measure import cached_receptive_fields
+        return cached_receptive_fields(self.model)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=None) -> Engine:
+    options.check()
+    if options.backend == TORCH:
+        from f2i_mobile.models.checkpoint import load_model, lr_multiple
+        from f2i_mobile.tiling.context import ImageContextRunner
+
+        model = model if model is not None else load_model(model_path)
+        tile, multiple = options.tile or model.config.tile, lr_multiple(model.config)
+        if tile % multiple:
+            raise F2IError(f"--tile {tile} must be a multiple of {multiple} LR px for this model")
+        return Engine(ImageContextRunner(model), model.config.scale, tile, multiple,
+                      model.metadata.get("origin", ""), model=model)
+    if options.artifacts is None:
+        raise F2IError(f"--backend {options.backend} needs --artifacts (an export folder)")
+    from f2i_mobile.runners import open_runner
+
+    manifest = Manifest.load(options.artifacts)
+    if options.tile and options.tile != manifest.tile:
+        raise F2IError(f"--tile {options.tile}: the graphs in {options.artifacts} were exported "
+                       f"for tile {manifest.tile}")
+    runner = open_runner(options.backend, options.artifacts, options.precision)
+    return Engine(runner, manifest.scale, manifest.tile, manifest.tiling.lr_multiple,
+                  manifest.model.origin, manifest=manifest)
+
+
+@dataclass
+class Job:
+    plan: TilePlan
+    schedule: Schedule
+    out_size: tuple[int, int]
+    whole_output: bool  # assembled in memory (JPEG, another scale, image-wide colour fix)
+    notes: list[str]
+
+    def describe(self) -> str:
+        s = self.schedule
+        lines = [self.plan.describe(),
+                 f"schedule: {s.order} order, batch {s.batch}"
+                 f"{', intermediates spilled to disk' if s.spill else ''}; "
+                 f"peak memory estimate {format_size(s.peak_bytes)}"
+                 f"{'; output assembled in memory' if self.whole_output else '; output streamed'}"]
+        return "\n".join(lines + self.notes)
+
+
+def output_size(photo_size: tuple[int, int], scale: float) -> tuple[int, int]:
+    if not 0 < scale <= 16:
+        raise F2IError(f"--scale must be in (0, 16], not {scale}")
+    w, h = photo_size
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def plan_job(engine: Engine, photo: Photo, output: str | Path | None, options: UpscaleOptions,
+             describe: bool = False) -> Job:
+    """Everything decided before a tile runs: output size and form, overlap, tile plan and a
+    schedule within the budget. Warns (SeamWarning) when the overlap does not cover the
+    receptive field."""
+    out_size = output_size(photo.size, float(options.scale or engine.scale))
+    fmt = check_output_path(output) if output is not None else "PNG"
+    whole = (output is None or fmt == "JPEG"
+             or out_size != (photo.size[0] * engine.scale, photo.size[1] * engine.scale)
+             or (options.color_fix != "none" and options.color_scope == "image"))
+    rf, overlap, notes = _overlap(engine, photo.size, options)
+    plan = plan_tiles(*photo.size, scale=engine.scale, tile=engine.tile, overlap=overlap,
+                      multiple=engine.multiple, conditioning=options.conditioning,
+                      receptive_field=None if rf is None else rf.chain,
+                      costs=engine.costs if describe or options.memory_budget else {})
+    if plan.seam_safe is False:
+        warnings.warn(SeamWarning(
+            f"overlap {plan.overlap} LR px is below the {min_overlap(rf.chain, engine.multiple)} "
+            f"LR px that keeps seams under 1e-3 (receptive field {rf.chain} LR px on each side); "
+            f"expect visible seams"), stacklevel=2)
+    schedule = choose_schedule(
+        plan, options.memory_budget, order=options.order, batch=options.batch,
+        fixed_batch=engine.runner.batch_size("unet"), base_bytes=resident_bytes(),
+        out_channels=photo.channels, whole_output=whole,
+        context_pass=engine.runner.context_pass, weights_resident=engine.weights_resident)
+    return Job(plan, schedule, out_size, whole, notes)
+
+
+def _overlap(engine: Engine, size: tuple[int, int], options: UpscaleOptions,
+             ) -> tuple[ReceptiveField | None, int, list[str]]:
+    """The receptive field (not needed for a one-tile photo), the overlap and notes on them."""
+    one_tile = plan_tiles(*size, scale=engine.scale, tile=engine.tile, overlap=0,
+                          multiple=engine.multiple).count == 1
+    rf = None if one_tile else engine.receptive_field
+    notes = []
+    if rf is not None and rf.saturated:
+        notes.append(f"note: the receptive field reached across the {rf.probe} px probe; it may "
+                     f"be wider than {rf.chain} LR px")
+    if rf is None and not one_tile:
+        notes.append("note: receptive field not measured for these artifacts; seams not checked")
+    if "untrained" in engine.origin:
+        notes.append(f"note: {engine.origin}")
+    overlap = options.overlap if options.overlap is not None else default_overlap(
+        None if rf is None else rf.chain, engine.tile, engine.multiple)
+    return rf, overlap, notes
+
+
+def run_job(engine: Engine, job: Job, photo: Photo, options: UpscaleOptions,
+            spill_dir: str | Path | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """The SR output in bands (first row, rows x W x 3 float32), colour-fixed per tile."""
+    color = options.color_fix if options.color_scope == "tile" else "none"
+    scheduler = TileScheduler(engine.runner, job.plan, job.schedule, color=color,
+                              spill_dir=spill_dir, progress=options.progress)
+    return scheduler.bands(photo.rgb)
+
+
+def assemble(bands: Iterator[tuple[int, np.ndarray]], photo: Photo, job: Job,
+             options: UpscaleOptions) -> Photo:
+    """The whole output in memory: bands joined, the image-wide colour fix, the final size."""
+    rgb = np.concatenate([band for _, band in bands], axis=0)
+    if options.color_fix != "none" and options.color_scope == "image":
+        rgb = color_fix(rgb, resize(photo.rgb, rgb.shape[1], rgb.shape[0]), options.color_fix)
+    width, height = job.out_size
+    alpha = None if photo.alpha is None else resize(photo.alpha, width, height)
+    return photo.with_pixels(resize(rgb, width, height), alpha)
+
+
+def write_output(output: str | Path, bands: Iterator[tuple[int, np.ndarray]], photo: Photo,
+                 job: Job, options: UpscaleOptions) -> None:
+    """Stream the bands to `output` (PNG, TIFF), or assemble and write it whole."""
+    if job.whole_output:
+        write_image(output, assemble(bands, photo, job, options))
+        return
+    from f2i_mobile.tiling.writer import write_bands
+
+    fmt = check_output_path(output)
+    scale = job.plan.scale
+
+    def rows() -> Iterator[np.ndarray]:
+        for y0, rgb in bands:
+            alpha = (None if photo.alpha is None
+                     else _alpha_band(photo.alpha, scale, rgb.shape[1], y0, rgb.shape[0]))
+            yield to_uint(photo.with_pixels(rgb, alpha), fmt)
+
+    width, height = job.out_size
+    write_bands(output, width, height, photo.channels,
+                np.uint8 if photo.bit_depth == 8 else np.uint16, rows())
+
+
+def _alpha_band(alpha: np.ndarray, scale: int, width: int, y0: int, rows: int) -> np.ndarray:
+    """Output rows [y0, y0 + rows) of the bicubic upscale of `alpha`, from the LR rows they need
+    (OpenCV's bicubic reads 2 rows each side; 3 kept for rounding)."""
+    h = alpha.shape[0]
+    a = max(0, (y0 // scale) - 3)
+    b = min(h, -(-(y0 + rows) // scale) + 3)
+    band = resize(alpha[a:b], width, (b - a) * scale)
+    return band[y0 - a * scale: y0 - a * scale + rows]
+
+
+def upscale_photo(model, photo: Photo, options: UpscaleOptions | None = None) -> Photo:
+    """A photo through the torch model, in memory."""
+    options = replace(options or UpscaleOptions(), backend=TORCH)
+    engine = open_engine(None, options, model=model)
+    job = plan_job(engine, photo, None, options)
+    return assemble(run_job(engine, job, photo, options), photo, job, options)
+
+
+def plan_upscale(input_path: str | Path, output: str | Path, model_path: str | Path | None,
+                 options: UpscaleOptions) -> Job:
+    """The plan `upscale_file` would run, without running it."""
+    check_output_path(output)
+    photo = read_image(input_path)
+    return plan_job(open_engine(model_path, options), photo, output, options, describe=True)
+
+
+def upscale_file(input_path: str | Path, output: str | Path, model_path: str | Path | None,
+                 options: UpscaleOptions) -> tuple[Photo, Job]:
+    """Super-resolve an image file into `output`; returns the input photo and the job."""
+    check_output_path(output)
+    if options.memory_budget is not None:
+        return_freed_memory()
+    photo = read_image(input_path)
+    engine = open_engine(model_path, options)
+    try:
+        job = plan_job(engine, photo, output, options)
+        folder = Path(output).resolve().parent
+        spill = folder if os.access(folder, os.W_OK) else None
+        write_output(output, run_job(engine, job, photo, options, spill), photo, job, options)
+    finally:
+        engine.close()
+    return photo, job
