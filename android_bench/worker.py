@@ -7,8 +7,9 @@ The harness runs this through the host transport exactly as it runs executor_run
 benchmark_model on a phone (work folder, taskset pinning, a log it pulls back), so the Python
 runtimes (ExecuTorch runtime, LiteRT interpreter, ONNX Runtime) sit behind the same protocol, and a
 runtime that crashes takes down only this process. For every graph it prints one line
-`F2I_BENCH {json}` with the timed runs in milliseconds, the first (cold) run (the first warm-up), how long opening the
-runner took, and the peak resident memory of this process while the graph ran.
+`F2I_BENCH {json}` with the timed runs in milliseconds, the first (cold) run (the first
+warm-up), how long opening the runner took, and the peak resident memory of this process while
+the graph ran.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="F2IDiff-SR toolkit: one-step diffusion 4x super-resolution, from training "
                     "to phone NPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         importlib.import_module(f"f2i_mobile.cli.{module}").add_parser(sub)
     return parser
 

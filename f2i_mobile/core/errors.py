@@ -22,8 +22,11 @@ class F2IError(Exception):
 def guarded(call: Callable[[], int | None], prog: str = "f2i-mobile") -> int:
     """Run a command; a user's error is one line on stderr and exit status 1, an interrupt 130,
     and a bug one line too unless F2I_MOBILE_DEBUG asks for the traceback."""
+    from f2i_mobile.core.quiet import native_stderr_filtered
+
     try:
-        return int(call() or 0)
+        with native_stderr_filtered():
+            return int(call() or 0)
     except F2IError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

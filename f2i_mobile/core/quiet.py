@@ -1,11 +1,16 @@
-"""Silence the import-time chatter of the ML stack (torchao's optional CUDA kernels, TensorFlow's
-and absl's C++ logs), so a command's output is its own."""
+"""Silence the chatter of the ML stack (torchao's optional CUDA kernels, TensorFlow's and absl's
+C++ logs, cpuinfo's complaints about /sys), so a command's output is its own."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import sys
+import threading
 import warnings
+from collections.abc import Iterator
 
 
 def quiet_libraries() -> None:
@@ -20,3 +25,48 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*register_constant.*")
+
+
+# Lines native libraries print straight to the process's stderr, bypassing Python's logging:
+# the cpuinfo library (inside torch, ExecuTorch's threadpool, ONNX Runtime and LiteRT) reports
+# every /sys file it cannot read, once per library, on machines and containers that hide them.
+NATIVE_NOISE = (b"Error in cpuinfo", b"Warning in cpuinfo")
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(noise: tuple[bytes, ...] = NATIVE_NOISE) -> Iterator[None]:
+    """Route file descriptor 2 through a pipe and drop the lines that start with `noise`;
+    everything else (progress bars mid-line included) is passed on as it arrives."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+    forwarder = threading.Thread(target=_forward, args=(read, saved, noise), daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder drains and stops
+        forwarder.join(timeout=5)
+        os.close(saved)
+
+
+def _forward(read: int, out: int, noise: tuple[bytes, ...]) -> None:
+    pending = b""
+    while chunk := os.read(read, 65536):
+        # Lines end in \n, or in \r where a progress bar redraws itself.
+        *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+        kept = b"".join(line for line in lines if not line.startswith(noise))
+        # A partial line goes out now unless it may still become noise.
+        if pending and not any(n.startswith(pending[:len(n)]) for n in noise):
+            kept, pending = kept + pending, b""
+        if kept:
+            os.write(out, kept)
+    if pending and not pending.startswith(noise):
+        os.write(out, pending)
+    os.close(read)

@@ -1,0 +1,28 @@
+"""Native libraries' stderr chatter stays out of a command's output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import os, sys
+from f2i_mobile.core.errors import F2IError, guarded
+
+def command():
+    os.write(2, b"Error in cpuinfo: failed to parse the list of possible processors\\n")
+    os.write(2, b"progress 50%\\r")
+    os.write(2, b"Warning in cpuinfo: no cache info\\nour own line\\n")
+    print("to stdout")
+    raise F2IError("the one line")
+
+sys.exit(guarded(command))
+"""
+
+
+def test_cpuinfo_lines_are_dropped_and_the_rest_kept(tmp_path):
+    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, cwd=tmp_path,
+                       timeout=60)
+    assert r.returncode == 1 and r.stdout == b"to stdout\n"
+    assert b"cpuinfo" not in r.stderr
+    assert r.stderr == b"progress 50%\rour own line\nf2i-mobile: error: the one line\n"
