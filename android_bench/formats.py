@@ -1,6 +1,6 @@
 """Parsers for what the device tools and the runners print.
 
-Each parser reads one tool's real output format (tests/fixtures/bench/README.md says where each
+Each parser reads one tool's real output format (tests/bench/fixtures/README.md says where each
 format comes from) and returns plain values; nothing here runs a command. They are written by
 hand because these are log formats meant for people, and no library parses them.
 """

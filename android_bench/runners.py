@@ -244,7 +244,7 @@ class PythonRunner(Runner):
 
 _ELF_MACHINE = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
 
-BUILD_HELP = "see README.md, 'Benchmarking on phones'"
+BUILD_HELP = "see docs/bench.md, 'Building the runners for arm64'"
 
 
 def check_binary(path: Path, flag: str, abi: str) -> None:

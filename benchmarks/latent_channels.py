@@ -15,6 +15,8 @@ import json
 import tempfile
 from dataclasses import replace
 
+from results import write_result
+
 from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.evaluate import eval_images, evaluate, reconstruction_psnr
 from f2i_mobile.models import from_pretrained, preset
@@ -52,9 +54,7 @@ def main() -> None:
               f"{r['recon_psnr_y']:.2f} dB after {r['steps']} steps "
               f"(bicubic 4x on the same crops: {bicubic:.2f} dB)")
     print(f"16 vs 4 channels: {rows[1]['recon_psnr_y'] - rows[0]['recon_psnr_y']:+.2f} dB")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "bicubic_psnr_y": bicubic}, f, indent=2)
+    write_result("latent_channels", {"rows": rows, "bicubic_psnr_y": bicubic}, args.json)
 
 
 if __name__ == "__main__":

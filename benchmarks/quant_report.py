@@ -4,10 +4,9 @@ scheme, the mixed-precision mode to 40 dB, and what each scheme costs in artifac
     python benchmarks/quant_report.py [--model DIR] [--out OUT] [--tiles 8] [--check-tiles 2]
         [--sensitivity-graphs unet,decoder] [--skip executorch-w8a8-nncf,...] [--json FILE]
 
-Targets (issue 5): w8a8 >= 38 dB and w8a16 >= 45 dB end to end against float on ExecuTorch and
-TFLite; mixed precision reaches 40 dB with the fewest float layers. Uses the bundled checkpoint
-when there is one, else the untrained seed-0 mobile model (said in the output). Every figure is
-measured in this run, on the calibration tiles (the default held-in scikit-image photos).
+Targets: w8a8 >= 38 dB and w8a16 >= 45 dB end to end against float; mixed precision reaches
+40 dB with the fewest float layers. Every figure is measured in this run, on the calibration
+tiles (the default held-in scikit-image photos). Writes benchmarks/results/quant.json.
 
 ExecuTorch on Qualcomm's HTP (executorch-qnn w8a8, w8a16) is simulated in torch: its .pte needs
 the QNN SDK, but the converted PT2E graphs (calibration/quant_qnn.py) are what the QNN
@@ -24,15 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results import write_result
 
 from f2i_mobile.calibration import quant_qnn
 from f2i_mobile.calibration.capture import CalibrationSet, load_calibration
 from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
-from f2i_mobile.calibration.report import MIN_PSNR, format_report, output_scores, quant_check
+from f2i_mobile.calibration.report import MIN_PSNR, quant_check
 from f2i_mobile.calibration.sensitivity import Evaluator, layer_sensitivity, mixed_precision
-from f2i_mobile.models import F2IDiffSR
-from f2i_mobile.models.graphs import GRAPHS
-from f2i_mobile.pipeline import load_model
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.fidelity import END_TO_END, Check, output_scores
+from f2i_mobile.models import F2IDiffSR, load_model
 
 RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
     ("executorch", "w8a8", "pt2e"),
@@ -60,30 +60,17 @@ def graph_psnr(evaluator: Evaluator, graph: str, module: torch.nn.Module) -> flo
     return output_scores(name, out, ref, evaluator.shave)[0]
 
 
-def qnn_variant(model: F2IDiffSR, calib: CalibrationSet, scheme: str, tiles: int) -> dict:
-    """A report row for ExecuTorch/QNN at `scheme`: every graph quantized with QnnQuantizer
-    (calibrated on every tile) and run as its converted torch graph, end to end and per graph
+def qnn_checks(model: F2IDiffSR, calib: CalibrationSet, scheme: str, tiles: int) -> list[Check]:
+    """Report rows for ExecuTorch/QNN at `scheme`: every graph quantized with QnnQuantizer
+    (calibrated on every tile) and run as its converted torch graph, per graph and end to end
     against float on the first `tiles` calibration tiles."""
     evaluator = Evaluator(model, calib, tiles)
     converted = {g: quant_qnn.quantize(evaluator.modules[g], evaluator.inputs[g], scheme)
                  for g in GRAPHS}
-    psnr = evaluator.psnr(converted)
-    need = MIN_PSNR[scheme]
-    return {"backend": QNN, "precision": scheme, "min_psnr": need, "ok": psnr >= need,
-            "bytes": None, "note": QNN_NOTE,
-            "graphs": {g: {"psnr": graph_psnr(evaluator, g, converted[g]), "ssim": None}
-                       for g in GRAPHS},
-            "end_to_end": {"psnr": psnr, "ssim": None, "psnr_hr": None, "ssim_hr": None}}
-
-
-def add_variant(report: dict, variant: dict) -> None:
-    """Append a row to quant_check's report, counting it in the gate as quant_check would."""
-    report["variants"].append(variant)
-    if not variant["ok"]:
-        report["failures"].append(f"{variant['backend']} {variant['precision']} end-to-end "
-                                  f"PSNR {variant['end_to_end']['psnr']:.2f} dB < "
-                                  f"{variant['min_psnr']:.1f} dB ({variant['note']})")
-    report["ok"] = not report["failures"]
+    rows = [Check(QNN, scheme, g, graph_psnr(evaluator, g, converted[g])) for g in GRAPHS]
+    rows.append(Check(QNN, scheme, END_TO_END, evaluator.psnr(converted),
+                      min_psnr=MIN_PSNR[scheme], note=QNN_NOTE).judge())
+    return rows
 
 
 def main() -> None:
@@ -122,9 +109,9 @@ def main() -> None:
         request = QuantRequest(backend, scheme, quantizer)
         line = quant_check(out, model=model, variants=[(backend, request.precision)],
                            tiles=args.check_tiles)
-        v = line["variants"][0]
-        print(f"{backend} {request.precision}: end-to-end {v['end_to_end']['psnr']:.2f} dB "
-              f"against float, {v['bytes'] / 1e6:.2f} MB, quantized in "
+        e2e = line.checks[-1]
+        print(f"{backend} {request.precision}: end-to-end {e2e.psnr:.2f} dB against float, "
+              f"{e2e.bytes / 1e6:.2f} MB, quantized in "
               f"{timings[f'{backend} {scheme} {quantizer}']:.0f} s", flush=True)
     mixed = None
     if "mixed" not in skip:
@@ -156,18 +143,16 @@ def main() -> None:
         calib = load_calibration(out / "calibration")
         for scheme in qnn_runs:
             start = time.perf_counter()
-            add_variant(report, qnn_variant(model, calib, scheme, args.check_tiles or len(calib)))
+            report.checks += qnn_checks(model, calib, scheme, args.check_tiles or len(calib))
             timings[f"{QNN} {scheme}"] = time.perf_counter() - start
-            print(f"{QNN} {scheme} ({QNN_NOTE}): end-to-end "
-                  f"{report['variants'][-1]['end_to_end']['psnr']:.2f} dB against float",
-                  flush=True)
-    print(format_report(report))
+            print(f"{QNN} {scheme} ({QNN_NOTE}): end-to-end {report.checks[-1].psnr:.2f} dB "
+                  "against float", flush=True)
+    print(report.table())
     float_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     print(f"float32 weights: {float_mb:.1f} MB (the size every scheme is compared with)")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"report": report, "timings_s": timings,
-                                               "mixed": mixed.to_dict() if mixed else None},
-                                              indent=2, default=str))
+    write_result("quant", {"report": json.loads(report.to_json()), "timings_s": timings,
+                           "float32_mb": float_mb,
+                           "mixed": mixed.to_dict() if mixed else None}, args.json)
 
 
 if __name__ == "__main__":

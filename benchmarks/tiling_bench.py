@@ -3,19 +3,18 @@ and achieved GFLOP/s against this machine's matrix-product peak, all measured in
 
     python benchmarks/tiling_bench.py                 # case a: 1000x750 -> 4000x3000
     python benchmarks/tiling_bench.py --case b        # case b: 4000x3000 -> 16000x12000 (TIFF)
-    python benchmarks/tiling_bench.py --case a --case b --budget 2GiB --json out.json
+    python benchmarks/tiling_bench.py --case a --case b --budget 2GiB
 
 Each case is `f2i-mobile upscale` in a subprocess under `/usr/bin/time -v` with the bundled model
 (or the untrained seed-0 mobile model when no checkpoint is bundled; the bench says which). The
 work (GFLOPs) comes from the tile plan (`--plan`, the graphs' FLOPs counted by torch), so
 GFLOP/s counts the tile overlap as work done. Without `--case b`, case b is extrapolated from
-case a's GFLOP/s and b's plan.
+case a's GFLOP/s and b's plan. Writes benchmarks/results/tiling.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import write_result
 
 CASES = {"a": ((1000, 750), ".png"), "b": ((4000, 3000), ".tif")}
 
@@ -117,8 +117,7 @@ def main() -> None:
             r["extrapolated_seconds"] = r["gflops"] / rate
             print(f"  not run; at case {done[0]['case']}'s {rate:.1f} GFLOP/s it would take about "
                   f"{r['extrapolated_seconds'] / 60:.0f} min")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+    write_result("tiling", report, args.json)
 
 
 if __name__ == "__main__":

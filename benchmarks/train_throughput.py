@@ -3,27 +3,28 @@
     python benchmarks/train_throughput.py                 # mobile on this machine's CPU
     python benchmarks/train_throughput.py --preset eff --crop 512 --batch 32   # on a GPU
 
-design.md's baseline: plain diffusers trains the SD-sized foundation U-Net at 512x512 with
-on-the-fly VAE latents and DINOv2 features at 62 samples/s on one H100 (batch 32). With a GPU the
-figure printed next to it is the ratio to that baseline.
+The baseline: plain diffusers trains the SD-sized foundation U-Net at 512x512 with on-the-fly VAE
+latents and DINOv2 features at 62 samples/s on one H100 (batch 32, bf16 autocast). With a GPU the
+figure printed next to it is the ratio to that baseline. Writes benchmarks/results/train.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
+from results import write_result
 
 from f2i_mobile.core.quiet import quiet_libraries
+from f2i_mobile.core.samples import bundled_images
 from f2i_mobile.models import build_model, preset
 from f2i_mobile.train.config import TrainConfig
-from f2i_mobile.train.data import Crops, bundled_images
+from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation
 from f2i_mobile.train.stages import build_stage
 
-H100_DIFFUSERS_BASELINE = 62.0  # samples/s, design.md
+H100_DIFFUSERS_BASELINE = 62.0  # samples/s, plain diffusers on one H100
 
 
 def measure(stage: str, preset_name: str, crop: int, batch: int, steps: int, device) -> float:
@@ -71,9 +72,7 @@ def main() -> None:
             if rows[-1]["vs_h100_diffusers_fm"] else ""
         print(f"{stage:>4} {args.preset} {args.crop}px batch {args.batch} on {where}: "
               f"{rate:.2f} samples/s{ratio}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    write_result("train", rows, args.json)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train the VAE, the foundation model (fm) or the one-step SR stage",
         description="Train one stage. The bundled default is made by running vae, then fm "
-                    "(--init VAE_OUT/model), then sr (--init FM_OUT/model); see README. "
+                    "(--init VAE_OUT/model), then sr (--init FM_OUT/model); see docs/models.md. "
                     "Multi-GPU: `accelerate launch -m f2i_mobile.cli train ...`.")
     p.add_argument("stage", choices=("vae", "fm", "sr"))
     src = p.add_mutually_exclusive_group()

@@ -21,7 +21,7 @@ from typing import Any
 
 from f2i_mobile.core.errors import F2IError
 
-# OSEDiff's LoRA targets (design.md section 9): convolutions and attention projections, no norms.
+# OSEDiff's LoRA targets: convolutions and attention projections, no norms.
 UNET_LORA_TARGETS = (
     "to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut",
     "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -204,7 +204,7 @@ def _mobile() -> F2IConfig:
     # Sized against the budget (<= 10 M params, <= 100 GFLOPs per 512x512 output tile); the
     # widest layers sit at the lowest resolution, since the VAE at full resolution dominates FLOPs.
     # The latent is f4 with 16 channels, not SD's f8 with 4: a VAE this small, trained on a CPU
-    # in minutes, reconstructs an f8 latent far below bicubic's fidelity (README, "Training"),
+    # in minutes, reconstructs an f8 latent far below bicubic's fidelity (docs/models.md),
     # and an SR network cannot beat the reconstruction ceiling of its own latent space.
     return F2IConfig(
         name="mobile",

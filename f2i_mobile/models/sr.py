@@ -1,4 +1,4 @@
-"""The one-step SR network (OSEDiff form, design.md section 1).
+"""The one-step SR network (OSEDiff form).
 
     x_up = bicubic(x_LR, scale)                 BicubicUpsample
     z_L  = E_lora(2 x_up - 1) * s               encode (VAE encoder mean, scaled)

@@ -1,4 +1,4 @@
-"""Colour alignment of an SR result to its LR input (OSEDiff's fixes, design.md section 9).
+"""Colour alignment of an SR result to its LR input (OSEDiff's fixes).
 
 One-step diffusion SR drifts in colour; both fixes take the colour from `reference`, the LR input
 resized to the output size:

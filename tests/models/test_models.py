@@ -79,7 +79,7 @@ def test_bicubic_upsample_is_torch_bicubic(scale):
 
 def test_one_step_constants_match_the_hand_computed_osediff_case():
     step = build_model(preset("tiny")).one_step
-    # Scaled-linear schedule 0.00085..0.012 over 1000 steps, t* = 999 (design.md section 9).
+    # Scaled-linear schedule 0.00085..0.012 over 1000 steps, t* = 999 (OSEDiff's reference values).
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     abar = float(torch.prod(1 - betas))
     assert step.alpha_bar == pytest.approx(abar, rel=1e-4)
