@@ -72,29 +72,33 @@ class CalibrationSet:
         return self.tensors["hr"].astype(np.float32) / 255.0
 
 
-def source_images(images: str | Path | None) -> list[HRImage]:
-    """A folder of PNG/JPEG/TIFF photos (recursive), or the bundled held-in images for None."""
+def source_images(images: str | Path | None, bundled: tuple[str, ...] = CALIBRATION,
+                  ) -> list[HRImage]:
+    """A folder of PNG/JPEG/TIFF photos (recursive), or the named bundled images for None."""
     if images is not None and not Path(images).is_dir():
         raise F2IError(f"calibration images {images}: not a folder")
-    return load_images(images, CALIBRATION)
+    return load_images(images, bundled)
 
 
 @torch.no_grad()
 def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
-            tiles: int = DEFAULT_TILES, seed: int = 0, tile: int | None = None) -> CalibrationSet:
-    """Cut `tiles` seeded tiles from `images`, run the float graphs on them and write the set to
-    `out` atomically."""
+            tiles: int = DEFAULT_TILES, seed: int = 0, tile: int | None = None,
+            bundled: tuple[str, ...] = CALIBRATION) -> CalibrationSet:
+    """Cut `tiles` seeded tiles from `images` (default: the `bundled` scikit-image photos), run
+    the float graphs on them and write the set to `out` atomically. With the default photos
+    this is the calibration set; with `samples.HELD_OUT` it is the check set quant-check gates
+    on, photos the quantizers never saw."""
     if tiles < 1:
         raise F2IError(f"--tiles {tiles}: need at least one calibration tile")
     config = model.config
     specs = graph_specs(config, tile)
     tile = specs["encoder"].inputs[0].shape[-1]
     hr_size = tile * config.scale
-    sources = source_images(images)
+    sources = source_images(images, bundled)
     runner = TorchRunner.of_model(model, tile)
     tensors: dict[str, list[np.ndarray]] = {"hr": []}
     origins = []
-    for i in tqdm(range(tiles), desc="capturing calibration tiles", unit="tile"):
+    for i in tqdm(range(tiles), desc=f"capturing {Path(out).name} tiles", unit="tile"):
         # Round robin over the images so every one contributes; each crop has its own seed so
         # adding tiles never changes the earlier ones.
         source = sources[i % len(sources)]
@@ -115,7 +119,7 @@ def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
         "tile": tile,
         "scale": config.scale,
         "seed": seed,
-        "images": "bundled:" + ",".join(CALIBRATION) if images is None else str(images),
+        "images": "bundled:" + ",".join(bundled) if images is None else str(images),
         "tiles": origins,
         "graphs": {g: {"inputs": [t.name for t in specs[g].inputs],
                        "outputs": [t.name for t in specs[g].outputs]} for g in GRAPHS},

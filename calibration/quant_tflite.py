@@ -3,28 +3,31 @@
 The float graph is the export layer's (export/tflite.py: litert-torch, NHWC image and latent I/O);
 ai_edge_quantizer calibrates it by running the LiteRT interpreter over the captured inputs and
 writes an integer model: per-channel int8 weights and int8 (w8a8) or int16 (w8a16, TFLite's
-"16x8") activations, GroupNorm in float (below), with integer model inputs and outputs as NPU
-delegates want them (the export's runner (de)quantizes them with the model's own parameters).
+"16x8") activations, with integer image and latent inputs and outputs as NPU delegates want them
+(the export's runner (de)quantizes them with the model's own parameters).
 
 Why not litert-torch's PT2EQuantizer: it offers int8 activations only (with int16 specs its
 converter rejects the graph: mixed operand types at the first SUB), and on the U-Net it annotates
 the fixed timestep's int64 constant, which no observer can measure.
 
-GroupNorm stays in float in both schemes, as PT2E quantizers leave it: litert-torch lowers it to
-RESHAPE, MEAN, SUB, MUL (square), MEAN, ADD, RSQRT, MUL, and rounding each of those to 8 or 16
-bits compounds (a square's range is the input range squared). On the bundled decoder alone
-(RGB PSNR against the float .tflite, 3 tiles) GroupNorm in float took w8a16 from 32.4 to 48.0 dB
-and w8a8 from 31.3 to 38.6 dB; no single op type explained it (leaving any one of CONV_2D, MUL,
-SUB or LOGISTIC in float moved the decoder by at most 1.1 dB). The convolutions, linears,
-attention, SiLU and resizes stay integer.
+Normalization. The tile graphs take their GroupNorm statistics as inputs (`models.norms`), so
+each GroupNorm is a per-channel multiply-add on the activation, quantized like the convolutions
+around it. What stays in float is found by the module names litert-torch gives the ops
+("...NormFactors_factors;5"):
+- `NormFactors`, everywhere: the per-channel factors computed from the packed statistics, a
+  few hundred numbers whose variances span orders of magnitude (in 8 bits the small ones would
+  round to zero); the statistics input stays float with them;
+- `StatNorm`, in the statistics graph only: there GroupNorm measures its input (MEAN, a squaring
+  MUL, MEAN, RSQRT), and rounding each step to 8 or 16 bits compounds.
+Before statistics were inputs, every GroupNorm's MEAN/RSQRT decomposition had to stay float
+inside the tile graphs (rounding it cost the decoder 7 to 16 dB), splitting them into many
+integer partitions (`integer_partitions` counts them).
 
 In w8a16 the ADD ops stay in float: TFLite's int16 ADD kernel with arbitrary (not power-of-two)
 scales needs `pot_scale_int16 = false`, which ai_edge_quantizer does not set, and the
-interpreter refuses those models. RSQRT (of the normalizations' variance) stays in float too: an
-int16 variance rounds to zero on flat tiles and the int16 RSQRT kernel then refuses to run.
-MEAN (the normalizations' statistics) stays in float as well: with it in int16 the mobile
-encoder alone measured 33.3 dB against float, with it in float 46.7 dB (leaving MUL, SUB,
-LOGISTIC or CONV_2D in float instead changed nothing).
+interpreter refuses those models. RSQRT and MEAN stay in float too: an int16 variance rounds to
+zero on flat tiles and the int16 RSQRT kernel then refuses to run, and an int16 MEAN cost the
+encoder 13 dB when the tile graphs still measured their own statistics.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,10 +44,17 @@ from f2i_mobile.export import tflite as export_tflite
 from f2i_mobile.export.common import nhwc_layout
 
 SIGNATURE = "serving_default"
-# The ops litert-torch lowered from a torch GroupNorm: their output tensors are named after the
-# module path ("...torch.nn.modules.normalization.GroupNorm_norm1;5").
-GROUP_NORM = r".*\bGroupNorm_"
+# Modules whose ops stay float, found by the op names litert-torch derives from the module
+# path ("...NormFactors_factors;5"):
+NORM_FACTORS = "NormFactors"  # statistics -> per-channel factors (models.norms)
+STAT_NORM = "StatNorm"  # a GroupNorm: measuring in `statistics`, affine elsewhere
+GROUP_NORM = "GroupNorm"  # a plain torch GroupNorm (graphs that measure their own statistics)
 Inputs = Sequence[tuple[torch.Tensor, ...]]
+
+
+def float_modules(graph: str) -> tuple[str, ...]:
+    """The module classes whose ops stay float in a graph of the contract."""
+    return (NORM_FACTORS, STAT_NORM) if graph == "statistics" else (NORM_FACTORS,)
 
 
 def channel_last(inputs: Inputs, spec: GraphSpec) -> list[tuple[torch.Tensor, ...]]:
@@ -57,10 +68,11 @@ def quantize(module: nn.Module, spec: GraphSpec, inputs: Inputs, scheme: str, pa
     """Write the quantized .tflite at `path`; returns (io_layout, details)."""
     float_path = work / f"{path.stem}.fp32.tflite"
     export_tflite.lower(module, spec, float_path, "fp32")
-    return nhwc_layout(spec), quantize_recipe(float_path, channel_last(inputs, spec), scheme, path)
+    return nhwc_layout(spec), quantize_recipe(float_path, channel_last(inputs, spec), scheme, path,
+                                              float_modules(spec.name))
 
 
-def recipe(scheme: str):
+def recipe(scheme: str, keep_float: tuple[str, ...]):
     from ai_edge_quantizer import recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName
@@ -72,24 +84,53 @@ def recipe(scheme: str):
     if bits == 16:  # see the module docstring
         for op in (TFLOperationName.ADD, TFLOperationName.RSQRT, TFLOperationName.MEAN):
             manager.add_quantization_config(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
-    # GroupNorm's decomposition in float (the later, narrower rule wins in ai_edge_quantizer).
-    manager.add_quantization_config(GROUP_NORM, TFLOperationName.ALL_SUPPORTED,
-                                    algorithm_key=AlgorithmName.NO_QUANTIZE)
+    for name in keep_float:  # the later, narrower rule wins in ai_edge_quantizer
+        manager.add_quantization_config(rf".*\b{name}_", TFLOperationName.ALL_SUPPORTED,
+                                        algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
 
 
-def quantize_recipe(float_path: Path, inputs: Inputs, scheme: str, path: Path) -> dict:
+def quantize_recipe(float_path: Path, inputs: Inputs, scheme: str, path: Path,
+                    keep_float: tuple[str, ...]) -> dict:
     """Quantize the float .tflite at `float_path` with ai_edge_quantizer into `path`; `inputs`
     in the float model's own layout."""
     from ai_edge_quantizer import quantizer as aeq
 
     quantizer = aeq.Quantizer(str(float_path))
-    quantizer.load_quantization_recipe(recipe(scheme))
+    quantizer.load_quantization_recipe(recipe(scheme, keep_float))
     data = {SIGNATURE: [{f"args_{i}": a.numpy() for i, a in enumerate(args)}
                         for args in inputs]}
     result = quantizer.quantize(quantizer.calibrate(data), enable_progress_report=False)
     path.write_bytes(result.quantized_model)
+    kept = ", ".join(keep_float)
     return {"tool": "ai_edge_quantizer", "recipe": f"static int8 weights, int{scheme[3:]} "
-            "activations, GroupNorm in float"
+            f"activations; {kept} in float"
             + ("; ADD, RSQRT and MEAN in float" if scheme == "w8a16" else ""),
-            "io": f"int{scheme[3:]}"}
+            "io": f"int{scheme[3:]}", "integer_partitions": integer_partitions(path)}
+
+
+def integer_partitions(path: Path) -> int:
+    """How many pieces an integer-only delegate (an NPU) gets from this model: the connected
+    components of its integer ops (int8/int16 outputs), joined where one feeds another. Float
+    ops on the activation path split it; float ops on side inputs (the normalization factors)
+    do not."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    ops = [op for op in interpreter._get_ops_details()  # the only per-op listing LiteRT offers
+           if op["outputs"].size and dtypes[op["outputs"][0]] in (np.int8, np.int16)]
+    producer = {t: i for i, op in enumerate(ops) for t in op["outputs"]}
+    parent = list(range(len(ops)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, op in enumerate(ops):
+        for t in op["inputs"]:
+            if t in producer:
+                parent[root(i)] = root(producer[t])
+    return len({root(i) for i in range(len(ops))})

@@ -38,6 +38,7 @@ from f2i_mobile.calibration.schemes import check_scheme
 from f2i_mobile.core.contract import BACKENDS, GRAPHS, GraphSpec, Precision, parse_backends
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import Artifact, Manifest
+from f2i_mobile.core.samples import HELD_OUT
 from f2i_mobile.export import lowering, vendor
 from f2i_mobile.export.common import Lowered
 from f2i_mobile.export.pipeline import open_manifest, publish
@@ -47,6 +48,8 @@ from f2i_mobile.runners import GraphRunner, open_runner
 from f2i_mobile.runners.torch_runner import TorchRunner
 
 CALIBRATION_DIR = "calibration"
+CHECK_DIR = "check"  # held-out tiles for quant-check: photos calibration never saw
+CHECK_TILES = 8
 
 
 @dataclass
@@ -76,6 +79,18 @@ def prepare_calibration(model: F2IDiffSR, out: Path, source: str | Path | None,
         return calib
     kwargs = {"tiles": tiles} if tiles else {}
     return capture(model, target, source, tile=tile, **kwargs)
+
+
+def prepare_check(model: F2IDiffSR, out: Path, tile: int) -> CalibrationSet:
+    """OUT/check: tiles of the held-out photos, with the float graphs' tensors, unless one of
+    this model and tile is there already."""
+    target = out / CHECK_DIR
+    if is_calibration_set(target):
+        check = load_calibration(target)
+        if (check.index["model"]["config_hash"], check.index["tile"]) == (model.config.hash(),
+                                                                           tile):
+            return check
+    return capture(model, target, None, tiles=CHECK_TILES, tile=tile, bundled=HELD_OUT)
 
 
 def torch_inputs(calib: CalibrationSet, graph: str) -> list[tuple[torch.Tensor, ...]]:
@@ -154,6 +169,7 @@ def quantize_model(model: F2IDiffSR, out: str | Path, request: QuantRequest,
         raise F2IError(f"--quantizer {request.quantizer} applies to executorch only")
     out = Path(out)
     calib = prepare_calibration(model, out, calibration, tile or model.config.tile, tiles)
+    prepare_check(model, out, calib.index["tile"])
     manifest = open_manifest(out, model, calib.index["tile"])
     modules = graph_modules(model)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))

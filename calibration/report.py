@@ -1,6 +1,7 @@
 """The quantization gate: how far each quantized variant of an export is from the float model.
 
-For every quantized (backend, precision) in OUT/manifest.json, over the calibration tiles:
+For every quantized (backend, precision) in OUT/manifest.json, over the check tiles (held-out
+photos that calibration never saw, OUT/check) or the calibration tiles (`on="calibration"`):
 - per graph: the quantized graph on the float pipeline's inputs against the float outputs, so
   each graph's own error is seen without the others' (reported, not gated);
 - end to end: the quantized graphs chained from the LR tile, SR output against float SR (the
@@ -18,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from f2i_mobile.calibration.capture import CalibrationSet, load_calibration
-from f2i_mobile.calibration.quantize import CALIBRATION_DIR, open_quantized
+from f2i_mobile.calibration.quantize import CALIBRATION_DIR, CHECK_DIR, open_quantized
 from f2i_mobile.core.contract import FLOAT_PRECISIONS, GRAPHS, RESULT, SOURCE
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.fidelity import (
@@ -70,11 +71,13 @@ def end_to_end_check(runner: GraphRunner, calib: CalibrationSet, backend: str, p
 
 def quant_check(out, min_psnr: float | None = None, model=None,
                 variants: list[tuple[str, str]] | None = None,
-                tiles: int | None = None) -> FidelityReport:
+                tiles: int | None = None, on: str = CHECK_DIR) -> FidelityReport:
     """The gate's figures for every quantized variant in OUT (or the given ones), over the
-    calibration tiles (the first `tiles` of them when given)."""
+    check tiles (`on="calibration"`: the calibration tiles; the first `tiles` when given)."""
     manifest = Manifest.load(out)
-    calib = load_calibration(f"{out}/{CALIBRATION_DIR}")
+    if on not in (CHECK_DIR, CALIBRATION_DIR):
+        raise F2IError(f"--on must be {CHECK_DIR} or {CALIBRATION_DIR}, not {on!r}")
+    calib = load_calibration(f"{out}/{on}")
     if tiles is not None:
         calib = calib.first(tiles)
     todo = variants or [v for v in manifest.variants() if v[1] not in FLOAT_PRECISIONS]
@@ -83,11 +86,12 @@ def quant_check(out, min_psnr: float | None = None, model=None,
     shave = calib.index["scale"]
     float_hr = image_scores(calib.tensors[RESULT], calib.hr(), shave)
     report = FidelityReport("quant-check", [], context={
-        "artifacts": str(out), "tiles": len(calib), "model": manifest.model.name,
+        "artifacts": str(out), "tiles": len(calib), "on": on, "images": calib.index["images"],
+        "model": manifest.model.name,
         "float_vs_hr": {"psnr": float_hr[0], "ssim": float_hr[1]},
-        "reference": "the float torch graphs on the calibration tiles; PSNR/SSIM on Y"})
+        "reference": "the float torch graphs on the same tiles; PSNR/SSIM on Y"})
     report.notes.append(f"float vs HR: PSNR {float_hr[0]:.2f} dB, SSIM {float_hr[1]:.4f} over "
-                        f"{len(calib)} calibration tiles")
+                        f"{len(calib)} {on} tiles ({calib.index['images']})")
     for backend, precision in tqdm(todo, desc="checking quantized variants", unit="variant"):
         need = min_psnr if min_psnr is not None else MIN_PSNR.get(precision, 38.0)
         why = None if backend == "coreml" else why_not_runnable(backend)

@@ -43,7 +43,8 @@ from f2i_mobile.export import lowering
 from f2i_mobile.export.common import Lowered
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.models.checkpoint import lr_multiple
-from f2i_mobile.models.graphs import described_specs, graph_modules, one_step_record
+from f2i_mobile.models.graphs import (
+    described_specs, graph_modules, norm_layout, one_step_record)
 
 
 @dataclass
@@ -72,7 +73,8 @@ def tiling_record(model: F2IDiffSR, tile: int) -> TilingRecord:
     multiple = lr_multiple(model.config)
     rf = cached_receptive_fields(model)
     return TilingRecord(lr_multiple=multiple, overlap=default_overlap(rf.chain, tile, multiple),
-                        receptive_field=rf)
+                        receptive_field=rf, statistics={
+                            g: list(norms) for g, norms in norm_layout(model.config).items()})
 
 
 def new_manifest(model: F2IDiffSR, tile: int, batch: int = 1) -> Manifest:

@@ -119,13 +119,13 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
     options.check()
     if options.backend == TORCH:
         from f2i_mobile.models.checkpoint import load_model, lr_multiple
-        from f2i_mobile.tiling.context import ImageContextRunner
+        from f2i_mobile.runners.torch_runner import TorchRunner
 
         model = model if model is not None else load_model(model_path)
         tile, multiple = options.tile or model.config.tile, lr_multiple(model.config)
         if tile % multiple:
             raise F2IError(f"--tile {tile} must be a multiple of {multiple} LR px for this model")
-        return Engine(ImageContextRunner(model), model.config.scale, tile, multiple,
+        return Engine(TorchRunner.of_model(model, tile), model.config.scale, tile, multiple,
                       model.metadata.get("origin", ""), model=model)
     if options.artifacts is None:
         raise F2IError(f"--backend {options.backend} needs --artifacts (an export folder)")
@@ -189,7 +189,7 @@ def plan_job(engine: Engine, photo: Photo, output: str | Path | None, options: U
         plan, options.memory_budget, order=options.order, batch=options.batch,
         fixed_batch=engine.runner.batch_size("unet"), base_bytes=resident_bytes(),
         out_channels=photo.channels, whole_output=whole,
-        context_pass=engine.runner.context_pass, weights_resident=engine.weights_resident)
+        weights_resident=engine.weights_resident)
     return Job(plan, schedule, out_size, whole, notes)
 
 

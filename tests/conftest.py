@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Measurements are cached per model in the user's cache; tests measure afresh, in their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="f2i-test-cache-")
 
 from f2i_mobile.core.quiet import quiet_libraries  # noqa: E402
 
 quiet_libraries()
 
 CLI = [sys.executable, "-m", "f2i_mobile.cli"]
-TINY_IO = {"conditioner": (["lr"], ["tokens"]), "encoder": (["lr"], ["latent"]),
-           "unet": (["latent", "tokens"], ["latent_sr"]), "decoder": (["latent_sr"], ["sr"])}
+TINY_IO = {"conditioner": (["lr"], ["tokens"]),
+           "statistics": (["lr", "tokens"], ["encoder_stats", "unet_stats", "decoder_stats"]),
+           "encoder": (["lr", "encoder_stats"], ["latent"]),
+           "unet": (["latent", "tokens", "unet_stats"], ["latent_sr"]),
+           "decoder": (["latent_sr", "decoder_stats"], ["sr"])}
 
 
 def randomize_lora(model, seed: int = 0, std: float = 0.05) -> None:

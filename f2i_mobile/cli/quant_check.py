@@ -7,7 +7,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "quant-check", help="PSNR/SSIM of every quantized variant against float; exit 1 below "
                             "the threshold",
-        description="Per graph and end to end over the calibration tiles of an export: PSNR and "
+        description="Per graph and end to end over the held-out check tiles of an export: PSNR and "
                     "SSIM (Y channel) of the quantized output against float, and against HR next "
                     "to float's. Exit 0 when every variant's end-to-end PSNR meets its threshold, "
                     "1 naming the one that does not.")
@@ -20,7 +20,10 @@ def add_parser(sub) -> None:
                    help="checkpoint folder, for Core ML variants only (measured in torch; "
                         "default: the bundled model)")
     p.add_argument("--tiles", type=int, default=None,
-                   help="check on the first N calibration tiles only (quicker; default: all)")
+                   help="check on the first N tiles only (quicker; default: all)")
+    p.add_argument("--on", choices=("check", "calibration"), default="check",
+                   help="check: held-out photos the quantizers never saw (OUT/check, the "
+                        "default); calibration: the tiles they were calibrated on")
     p.add_argument("--json", action="store_true", help="print JSON (for CI) instead of a table")
     p.set_defaults(run=run)
 
@@ -34,6 +37,6 @@ def run(args) -> int:
         from f2i_mobile.models import load_model
 
         model = load_model(args.model)
-    report = quant_check(args.artifacts, args.min_psnr, model, tiles=args.tiles)
+    report = quant_check(args.artifacts, args.min_psnr, model, tiles=args.tiles, on=args.on)
     print(report.to_json() if args.json else report.table())
     return 0 if report.ok else 1

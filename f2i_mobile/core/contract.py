@@ -2,15 +2,19 @@
 lower and run them, and the precisions they come in. Torch-free: export, calibration, the tiler,
 the runners and the bench all read this module (and the manifest built from it).
 
-    graph        inputs                              outputs
-    conditioner  lr [B,3,t,t] in [0,1]               tokens [B,N,D]
-    encoder      lr [B,3,t,t] in [0,1]               latent [B,C,h,w]
-    unet         latent [B,C,h,w], tokens [B,N,D]    latent_sr [B,C,h,w]
-    decoder      latent_sr [B,C,h,w]                 sr [B,3,s*t,s*t] in [0,1]
+    graph        inputs                                 outputs
+    conditioner  lr [B,3,t,t] in [0,1]                  tokens [B,N,D]
+    statistics   lr, tokens                             encoder_stats, unet_stats, decoder_stats
+    encoder      lr, encoder_stats [B,S_e]              latent [B,C,h,w]
+    unet         latent, tokens, unet_stats [B,S_u]     latent_sr [B,C,h,w]
+    decoder      latent_sr, decoder_stats [B,S_d]       sr [B,3,s*t,s*t] in [0,1]
 
 Graphs are wired by tensor name: a graph's inputs are the outputs of earlier graphs (or `lr`).
-`GraphSpec`s with shapes come from the model's config (`f2i_mobile.models.graphs`) or from an
-export's manifest; this module owns their form, the order and the names.
+For a photo of many tiles, `conditioner` and `statistics` run once, on the whole photo resized
+to one tile (`PHOTO_GRAPHS`), and every tile takes their outputs; on a single tile the same
+chain is the one-tile photo. `GraphSpec`s with shapes come from the model's config
+(`f2i_mobile.models.graphs`) or from an export's manifest; this module owns their form, the
+order and the names.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import numpy as np
 
 from f2i_mobile.core.errors import F2IError
 
-GRAPHS = ("conditioner", "encoder", "unet", "decoder")  # pipeline order
+GRAPHS = ("conditioner", "statistics", "encoder", "unet", "decoder")  # pipeline order
+# Run once per photo, on the whole photo resized to one tile (the conditioner in the default
+# `image` conditioning; with `tile` conditioning it runs per tile).
+PHOTO_GRAPHS = ("conditioner", "statistics")
 SOURCE = "lr"  # the one tensor no graph produces: the LR tile
 RESULT = "sr"  # the SR tile
 
@@ -31,16 +38,21 @@ RESULT = "sr"  # the SR tile
 class TensorSpec:
     name: str
     shape: tuple[int, ...]
-    layout: str  # NCHW for images and latents, NLC for token sequences
+    layout: str  # NCHW for images and latents, NLC for token sequences, NC for statistics
     description: str = ""
     dtype: str = "float32"
+    values: str = "normal"  # unit (images in [0, 1]), normal, positive (statistics)
 
     def example(self, rng: np.random.Generator) -> np.ndarray:
         """A random tensor in the range the graph sees in the pipeline: images uniform in
-        [0, 1], latents and tokens standard normal."""
-        if self.name == SOURCE:
-            return rng.random(self.shape, dtype=np.float32).astype(self.dtype)
-        return rng.standard_normal(self.shape, dtype=np.float32).astype(self.dtype)
+        [0, 1], latents and tokens standard normal, statistics positive (variances must be)."""
+        if self.values == "unit":
+            x = rng.random(self.shape, dtype=np.float32)
+        elif self.values == "positive":
+            x = 0.25 + np.abs(rng.standard_normal(self.shape, dtype=np.float32))
+        else:
+            x = rng.standard_normal(self.shape, dtype=np.float32)
+        return x.astype(self.dtype)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "shape": list(self.shape)}
@@ -76,6 +88,17 @@ class GraphSpec:
                 "inputs": [t.to_dict() for t in self.inputs],
                 "outputs": [t.to_dict() for t in self.outputs],
                 "params": self.params, "flops": self.flops}
+
+
+@dataclass(frozen=True)
+class NormSlot:
+    """Where one GroupNorm's statistics sit in its graph's packed statistics tensor."""
+
+    name: str  # the GroupNorm's module path inside its graph
+    groups: int
+    channels: int
+    eps: float
+    offset: int  # means at [offset, offset + groups), variances right after
 
 
 class Precision(StrEnum):

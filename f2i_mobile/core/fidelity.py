@@ -156,3 +156,33 @@ class FidelityReport:
                   "context": self.context, "notes": self.notes,
                   "checks": [asdict(c) for c in self.checks]}
         return json.dumps(clean(report), indent=2, allow_nan=False)
+
+
+def seam_steps(image: np.ndarray, plan) -> tuple[float, float]:
+    """Where tiles meet, does the tone jump? The largest step, in 8-bit levels, of the mean
+    profile across each seam (column means within each row of tiles for the vertical seams,
+    row means within each column of tiles for the horizontal ones) inside the overlaps where
+    neighbouring tiles meet, and the largest such step everywhere else. A tile whose tone is
+    its own shows as a border step above every inside step; texture averages out of the
+    profiles. `image`: H x W x 3 in [0, 1], the output of `plan` (a `core.planner.TilePlan`)."""
+    gray = image.mean(axis=2) * 255.0
+    h, w = gray.shape
+    border, inside = 0.0, 0.0
+    for axis, count in ((1, plan.cols), (0, plan.rows)):
+        # Tiles of one row (vertical seams) or one column (horizontal seams) of the plan.
+        lines = ([t for t in plan.tiles if t.row == r] for r in range(plan.rows)) if axis == 1 \
+            else ([t for t in plan.tiles if t.col == c] for c in range(plan.cols))
+        for tiles in lines:
+            box = tiles[0].out
+            band = gray[box.y0:min(box.y1, h)] if axis == 1 else gray[:, box.x0:min(box.x1, w)]
+            profile = band.mean(axis=1 - axis)
+            steps = np.abs(np.diff(profile))
+            seam = np.zeros(steps.shape, bool)
+            for a, b in zip(tiles, tiles[1:]):
+                start, end = (b.out.x0, a.out.x1) if axis == 1 else (b.out.y0, a.out.y1)
+                seam[start:min(end, steps.size)] = True
+            if count > 1 and seam.any():
+                border = max(border, float(steps[seam].max()))
+            if (~seam).any():
+                inside = max(inside, float(steps[~seam].max()))
+    return border, inside

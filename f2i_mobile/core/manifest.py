@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from f2i_mobile.core.atomic import atomic_file
-from f2i_mobile.core.contract import GRAPHS, GraphSpec
+from f2i_mobile.core.contract import GRAPHS, GraphSpec, NormSlot
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.planner import ReceptiveField
 from f2i_mobile.core.records import from_dict
 
-FORMAT = "f2i-mobile-manifest/2"
+FORMAT = "f2i-mobile-manifest/3"
 MANIFEST = "manifest.json"
 
 
@@ -55,10 +55,17 @@ class OneStepRecord:
 
 @dataclass
 class TilingRecord:
+    """How an app tiles a photo for these graphs, exactly as the tiler does: `conditioner` and
+    `statistics` once, on the whole photo resized to one tile (area-averaged), then per tile
+    of `tile` LR px, `overlap` px apart, origins on `lr_multiple`, the tile graphs with the
+    photo's tokens and statistics; outputs blended with weight 0 within the receptive field of
+    a tile's inner edge. `statistics` lays out each graph's packed statistics."""
+
     lr_multiple: int  # LR sizes and tile origins are multiples of this
     overlap: int  # LR px between neighbouring tiles: seam-safe for the receptive field
     receptive_field: ReceptiveField | None = None  # measured at export
     conditioning: str = "image"  # tokens from the whole photo resized to one tile
+    statistics: dict[str, list[NormSlot]] = field(default_factory=dict)
 
 
 @dataclass

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.contract import GRAPHS, PHOTO_GRAPHS
 from f2i_mobile.core.errors import F2IError
 
 CONDITIONING = ("image", "tile")
-REFERENCE_TILES = 4  # image-wide statistics come from a view of at most this many tiles' area
 MAX_BATCH = 4  # the largest batch a schedule picks on its own
 # Measured graph memory (what a loaded graph keeps, what its first run leaves, what a run adds)
 # is counted with this allowance. The peak RSS of one schedule varies from run to run with how
@@ -162,17 +161,19 @@ class TilePlan:
         return np.outer(wy, wx).astype(np.float32)
 
     # --- cost ---
+    def per_photo(self, graph: str) -> bool:
+        """Whether `graph` runs once per photo (on its view) rather than once per tile."""
+        return graph in PHOTO_GRAPHS and (graph != "conditioner" or self.conditioning == "image")
+
     def calls(self, batch: int = 1) -> dict[str, int]:
         """Graph invocations for the photo at a fixed batch (a partial last batch is one call)."""
         per_tile = -(-self.count // batch)
-        return {g: 1 if g == "conditioner" and self.conditioning == "image" else per_tile
-                for g in GRAPHS}
+        return {g: 1 if self.per_photo(g) else per_tile for g in GRAPHS}
 
     @property
     def gflops(self) -> float:
-        tiles = {g: 1 if g == "conditioner" and self.conditioning == "image" else self.count
-                 for g in GRAPHS}
-        return sum(tiles[g] * self.costs[g].gflops for g in GRAPHS if g in self.costs)
+        return sum((1 if self.per_photo(g) else self.count) * self.costs[g].gflops
+                   for g in GRAPHS if g in self.costs)
 
     @property
     def overhead(self) -> float:
@@ -283,45 +284,43 @@ class Schedule:
 
 def estimate_peak(plan: TilePlan, order: str, batch: int, spill: bool = False, *,
                   base_bytes: int = 0, out_channels: int = 4, whole_output: bool = False,
-                  context_pass: bool = False, weights_resident: bool = False) -> int:
+                  weights_resident: bool = False) -> int:
     """Peak resident bytes of a run: `base_bytes` (the process before the run, with whatever
     weights it already holds) + the LR canvas + what the graphs keep after their first run
-    + the graphs' weights (all in tile order, the largest in stage order) + `batch` tiles'
-    working memory + what stage order keeps between graphs (unless spilled) + the output band
-    being blended (or the whole output); measured bytes with MEASURED_SPREAD's allowance.
-    `context_pass`: the runner first takes image-wide statistics from a reference view of up to
-    REFERENCE_TILES tiles' area (tiling.context), one graph after another at batch 1.
+    + the graphs' weights (all in tile order, the running one's in stage order) + the larger
+    of the photo pass (the per-photo graphs at batch 1) and `batch` tiles' working memory
+    + what stage order keeps between graphs (unless spilled) + the output band being blended
+    (or the whole output); measured bytes with MEASURED_SPREAD's allowance.
     `weights_resident`: the weights are already in `base_bytes` (the torch model is loaded
     whole before the run; exported graphs load one by one)."""
-    costs = [_with_allowance(plan.costs.get(g, GraphCost(0.0)), weights_resident)
-             for g in GRAPHS]
+    costs = {g: _with_allowance(plan.costs.get(g, GraphCost(0.0)), weights_resident)
+             for g in GRAPHS}
+    photo = [costs[g] for g in GRAPHS if plan.per_photo(g)]
+    tiles = [costs[g] for g in GRAPHS if not plan.per_photo(g)]
     cw, ch = plan.canvas
     ow, oh = plan.out_size
     # float RGB canvas + alpha, and what each graph's first run leaves resident
-    fixed = base_bytes + cw * ch * 4 * 4 + sum(c.retained_bytes for c in costs)
+    fixed = base_bytes + cw * ch * 4 * 4 + sum(c.retained_bytes for c in costs.values())
     if whole_output:
         fixed += ow * oh * 4 * 3 + ow * oh * out_channels * 2
     else:  # float accumulator over one tile row; a finished band as floats twice (the copy
         # handed out, the channels put together for the writer) and as integers
         band = plan.out_tile * ow
         fixed += plan.out_tile * cw * plan.scale * 4 * 3 + band * (2 * 4 * 3 + out_channels * 2)
-    io = sum(c.io_bytes for c in costs)
-    reference = 0
-    if context_pass:
-        area = min(REFERENCE_TILES, cw * ch / plan.tile ** 2)
-        reference = int(fixed + sum(c.weight_bytes for c in costs)
-                        + area * max(c.activation_bytes + c.io_bytes for c in costs))
-    if order == "tile":
-        return max(reference, int(fixed + sum(c.weight_bytes for c in costs)
-                                  + batch * (max(c.activation_bytes for c in costs) + io)))
+    if order == "tile":  # every graph stays loaded
+        work = max([c.activation_bytes + c.io_bytes for c in photo]
+                   + [batch * (max(c.activation_bytes for c in tiles)
+                               + sum(c.io_bytes for c in tiles))])
+        return int(fixed + sum(c.weight_bytes for c in costs.values()) + work)
+    # Stage order: one graph loaded at a time; between stages each tile's tensors are kept
+    # (or spilled): while tile graph j runs, the outputs of graph j-1 it reads and its own.
     n = plan.count if not spill else batch
-    kept = [0, n * costs[1].io_bytes, n * (costs[1].io_bytes + costs[2].io_bytes),
-            n * costs[2].io_bytes]  # what is held while each graph runs
-    if plan.conditioning == "tile":
-        kept = [k + n * costs[0].io_bytes if i < 3 else k for i, k in enumerate(kept)]
-    return max(reference, int(fixed + max(c.weight_bytes + batch * (c.activation_bytes
-                                                                     + c.io_bytes) + k
-                                          for c, k in zip(costs, kept))))
+    io = [c.io_bytes for c in tiles]
+    kept = [n * ((io[j - 1] if j else 0) + (io[j] if j < len(tiles) - 1 else 0))
+            for j in range(len(tiles))]
+    return int(fixed + max([c.weight_bytes + c.activation_bytes + c.io_bytes for c in photo]
+                           + [c.weight_bytes + batch * (c.activation_bytes + c.io_bytes) + k
+                              for c, k in zip(tiles, kept)]))
 
 
 def _with_allowance(cost: GraphCost, weights_resident: bool) -> GraphCost:
@@ -335,8 +334,7 @@ def _with_allowance(cost: GraphCost, weights_resident: bool) -> GraphCost:
 def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = None,
                     batch: int | None = None, fixed_batch: int | None = None,
                     max_batch: int = MAX_BATCH, base_bytes: int = 0, out_channels: int = 4,
-                    whole_output: bool = False, context_pass: bool = False,
-                    weights_resident: bool = False) -> Schedule:
+                    whole_output: bool = False, weights_resident: bool = False) -> Schedule:
     """The fastest schedule that fits `budget`: tile order at the largest batch first, then stage
     order, then stage order with intermediates spilled to disk. `order`/`batch` pin a choice;
     `fixed_batch` is a runner's static batch. Raises at once, with the minimum it would need,
@@ -352,8 +350,7 @@ def choose_schedule(plan: TilePlan, budget: int | None, *, order: str | None = N
                else list(range(min(max_batch, plan.count), 0, -1)))
     candidates = [Schedule(o, b, spill, estimate_peak(
                       plan, o, b, spill, base_bytes=base_bytes, out_channels=out_channels,
-                      whole_output=whole_output, context_pass=context_pass,
-                      weights_resident=weights_resident))
+                      whole_output=whole_output, weights_resident=weights_resident))
                   for o in ([order] if order else ORDERS)
                   for spill in ((False,) if o == "tile" else (False, True))
                   for b in batches]

@@ -19,7 +19,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
-    for name in ("torchao", "torch._dynamo", "torch.utils._pytree", "coremltools", "nncf",
+    for name in ("torchao", "torch._dynamo", "torch.utils._pytree", "torch.onnx", "coremltools", "nncf",
                  "absl", "jax", "executorch"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)

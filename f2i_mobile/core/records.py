@@ -53,7 +53,7 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     if origin is list:
         _expect(value, (list, tuple), where)
         return [_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict and args and dataclasses.is_dataclass(args[1]):
+    if origin is dict and args:
         _expect(value, (dict,), where)
         return {k: _value(args[1], v, f"{where}.{k}") for k, v in value.items()}
     return value

@@ -1,13 +1,17 @@
-"""The four graphs of a model: their specs (the contract's `GraphSpec` with this config's
-shapes), their modules (LoRA merged), the one-step record, parameters and FLOPs.
+"""The graphs of a model: their specs (the contract's `GraphSpec` with this config's shapes),
+their modules (LoRA merged, GroupNorm statistics as inputs), the one-step record, parameters and
+FLOPs.
 
 `t` is the LR tile edge. The bicubic upsample sits inside `encoder`; the scaling factor, the fixed
 timestep and the one-step update sit inside `unet` alone; latents between graphs are unscaled.
+`statistics` runs encoder, U-Net and decoder once per photo on a view of the whole photo and
+gives each its GroupNorm statistics (`models.norms`); the tile graphs take them as inputs.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -18,7 +22,10 @@ from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import OneStepRecord
 from f2i_mobile.models.config import F2IConfig
 from f2i_mobile.models.lora import merge_lora
+from f2i_mobile.models.norms import NormSlot, Statistics, WithStats, bind_norms
 from f2i_mobile.models.sr import F2IDiffSR, one_step_constants
+
+NORMALIZED = ("encoder", "unet", "decoder")  # the graphs whose GroupNorms take statistics
 
 
 def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
@@ -34,27 +41,48 @@ def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
                        f"{config.pixel_multiple}; choose a tile that is a multiple of "
                        f"{max(1, config.pixel_multiple // config.scale)}")
     c, h = config.vae.latent_channels, out // config.vae.downsample
-    lr = TensorSpec("lr", (batch, 3, tile, tile), "NCHW", "LR tile, RGB in [0, 1]")
+    lr = TensorSpec("lr", (batch, 3, tile, tile), "NCHW",
+                    "LR tile, RGB in [0, 1] (statistics: the whole photo resized to one tile)",
+                    values="unit")
     tokens = TensorSpec("tokens", (batch, config.conditioner.num_tokens,
                                    config.cross_attention_dim), "NLC",
                         "conditioner tokens (CLS + patches), projected to cross-attention width")
     latent = TensorSpec("latent", (batch, c, h, h), "NCHW",
                         "unscaled VAE latent (posterior mean) of bicubic-upsampled LR")
     latent_sr = TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s")
-    sr = TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]")
+    sr = TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]", values="unit")
+    stats = {g: TensorSpec(f"{g}_stats", (batch, sum(2 * n.groups for n in slots)), "NC",
+                           f"the {g}'s GroupNorm statistics: per norm, G means then G "
+                           "variances (manifest tiling.statistics)", values="positive")
+             for g, slots in norm_layout(config).items()}
     return {
         "conditioner": GraphSpec("conditioner",
                                  "resize LR to the DINOv2 input, DINOv2, linear projection",
                                  (lr,), (tokens,)),
+        "statistics": GraphSpec("statistics",
+                                "once per photo: encoder, U-Net and decoder on the whole photo "
+                                "resized to one tile, each GroupNorm's statistics recorded",
+                                (lr, tokens), tuple(stats[g] for g in NORMALIZED)),
         "encoder": GraphSpec("encoder",
                              "bicubic upsample, VAE encoder (LoRA merged), posterior mean",
-                             (lr,), (latent,)),
+                             (lr, stats["encoder"]), (latent,)),
         "unet": GraphSpec("unet",
                           "scale by s, U-Net (LoRA merged) at fixed t*, one-step update, unscale",
-                          (latent, tokens), (latent_sr,)),
+                          (latent, tokens, stats["unet"]), (latent_sr,)),
         "decoder": GraphSpec("decoder", "VAE decoder, clamp, map [-1, 1] to [0, 1]",
-                             (latent_sr,), (sr,)),
+                             (latent_sr, stats["decoder"]), (sr,)),
     }
+
+
+@functools.cache
+def norm_layout(config: F2IConfig) -> dict[str, tuple[NormSlot, ...]]:
+    """Each normalized graph's GroupNorms in packing order (built on the meta device: no
+    weights are allocated)."""
+    from f2i_mobile.models.checkpoint import build_model
+
+    with torch.device("meta"):
+        stages = build_model(config, lora=False).stages()
+    return {g: tuple(bind_norms(stages[g]).norms) for g in NORMALIZED}
 
 
 def example_inputs(spec: GraphSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -63,14 +91,20 @@ def example_inputs(spec: GraphSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
-    """The four graphs as plain eval modules: a copy of the model with every LoRA adapter merged
-    (peft merge), so the exported graphs carry no adapter ops."""
+    """The graphs as plain eval modules: a copy of the model with every LoRA adapter merged
+    (peft merge), so the exported graphs carry no adapter ops, and GroupNorm statistics taken
+    as inputs by the tile graphs and measured by `statistics`."""
     merged = copy.deepcopy(model).eval()
     merge_lora(merged.unet)
     merge_lora(merged.vae)
     for p in merged.parameters():
         p.requires_grad_(False)
-    return {name: stage.eval() for name, stage in merged.stages().items()}  # wrappers too
+    stages = merged.stages()
+    slots = {g: bind_norms(stages[g]) for g in NORMALIZED}
+    graphs = {"conditioner": stages["conditioner"],
+              "statistics": Statistics(*(stages[g] for g in NORMALIZED), slots),
+              **{g: WithStats(stages[g], slots[g]) for g in NORMALIZED}}
+    return {name: graphs[name].eval() for name in GRAPHS}
 
 
 def one_step_record(config: F2IConfig) -> OneStepRecord:
@@ -84,9 +118,13 @@ def one_step_record(config: F2IConfig) -> OneStepRecord:
 
 
 def count_params(model: F2IDiffSR) -> dict[str, int]:
-    """Parameters per graph, counting LoRA as merged (adapter matrices excluded)."""
-    return {name: sum(p.numel() for n, p in module.named_parameters() if "lora_" not in n)
-            for name, module in model.stages().items()}
+    """Parameters per graph, counting LoRA as merged (adapter matrices excluded); the
+    statistics pass holds the encoder's, U-Net's and decoder's."""
+    stages = model.stages()
+    params = {name: sum(p.numel() for n, p in module.named_parameters() if "lora_" not in n)
+              for name, module in stages.items()}
+    return {name: sum(params[g] for g in NORMALIZED) if name == "statistics" else params[name]
+            for name in GRAPHS}
 
 
 @torch.no_grad()

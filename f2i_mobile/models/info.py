@@ -1,4 +1,8 @@
-"""What `f2i-mobile info` reports: config, parameters and FLOPs per graph for one tile."""
+"""What `f2i-mobile info` reports: config, parameters and FLOPs per graph for one tile.
+
+The totals are those of one tile (`TILE_GRAPHS`): the statistics pass runs once per photo on
+the encoder's, U-Net's and decoder's own weights, so it adds no parameters, and its FLOPs are
+reported on their own line."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import torch
 from f2i_mobile.core.contract import GRAPHS
 from f2i_mobile.models import build_model, load_model, preset
 from f2i_mobile.models.graphs import count_flops, count_params, graph_specs
+
+TILE_GRAPHS = tuple(g for g in GRAPHS if g != "statistics")  # conditioner: once per tile at most
 
 
 def model_report(model_path: str | None = None, preset_name: str | None = None,
@@ -44,8 +50,9 @@ def model_report(model_path: str | None = None, preset_name: str | None = None,
         "prediction_type": config.prediction_type,
         "latent_channels": config.vae.latent_channels,
         "graphs": graphs,
-        "total_params": sum(params.values()),
-        "total_gflops_per_tile": sum(flops.values()) / 1e9,
+        "total_params": sum(params[g] for g in TILE_GRAPHS),
+        "total_gflops_per_tile": sum(flops[g] for g in TILE_GRAPHS) / 1e9,
+        "statistics_gflops_per_photo": flops["statistics"] / 1e9,
         "config": config.to_dict(),
     }
 
@@ -65,5 +72,6 @@ def format_model_report(r: dict) -> str:
         io += " -> " + ", ".join(f"{k}{v}" for k, v in g["outputs"].items())
         lines.append(f"{name:<12} {g['params'] / 1e6:>11.3f}M {g['gflops_per_tile']:>12.2f}  {io}")
     lines.append(f"{'total':<12} {r['total_params'] / 1e6:>11.3f}M "
-                 f"{r['total_gflops_per_tile']:>12.2f}")
+                 f"{r['total_gflops_per_tile']:>12.2f}  per tile; the statistics pass adds "
+                 f"{r['statistics_gflops_per_photo']:.2f} GFLOPs once per photo")
     return "\n".join(lines)

@@ -16,15 +16,13 @@ from collections.abc import Iterable
 import numpy as np
 
 from f2i_mobile.core.contract import GRAPHS, GraphSpec
+from f2i_mobile.core.errors import F2IError
 
 
 class GraphRunner(ABC):
     backend: str = ""
     precision: str = "fp32"
     specs: dict[str, GraphSpec]  # the graphs it runs, with their I/O
-    # Whether the runner takes image-wide context from a reference view of the photo before
-    # its tiles (`calibrate`); the scheduler runs that pass once per photo.
-    context_pass: bool = False
 
     @abstractmethod
     def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -33,10 +31,6 @@ class GraphRunner(ABC):
     def batch_size(self, graph: str) -> int | None:
         """The batch the graph's artifact was exported with, or None for any batch."""
         return None
-
-    def calibrate(self, reference: np.ndarray, tokens: np.ndarray) -> None:
-        """Take image-wide context from `reference` [1,3,h,w] (a view of the whole photo) and
-        its `tokens`; only runners with `context_pass` are called."""
 
     def release(self, graph: str) -> None:
         """Drop a loaded graph to free its memory (stage order keeps one graph resident)."""
@@ -62,5 +56,9 @@ def run_chain(runner: GraphRunner, values: dict[str, np.ndarray],
         spec = runner.specs[graph]
         if all(name in values for name in spec.output_names):
             continue
+        missing = [n for n in spec.input_names if n not in values]
+        if missing:
+            raise F2IError(f"graph {graph} needs {', '.join(missing)}, which no earlier graph "
+                           f"gives")
         values.update(runner.run(graph, {n: values[n] for n in spec.input_names}))
     return values

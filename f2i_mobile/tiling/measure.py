@@ -5,9 +5,9 @@ Receptive field, numerically: a tile's output is wrong near its edge because the
 padding there instead of the neighbouring pixels. So run the graph (or the chained encoder, U-Net
 and decoder) on a probe image and on the probe's left part cropped at a column `c`, and find how
 far left of `c` the two outputs differ by more than the tolerance (columns only: the graphs are
-square convolution stacks). GroupNorm statistics and self-attention context are image-wide
-(`tiling.context`) in both runs, as in the tiler; with per-tile ones every pixel depends on every
-other one and no finite overlap is seamless.
+square convolution stacks). GroupNorm statistics are the probe's (the statistics pass on it) in
+both runs, as the tiler gives every tile the photo's; with per-tile statistics every pixel
+depends on every other one and no finite overlap is seamless.
 
 Results are cached in memory and in `~/.cache/f2i-mobile/` by config hash and a weight digest.
 """
@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.contract import GRAPHS, PHOTO_GRAPHS
 from f2i_mobile.core.memory import peak_rise, resident_bytes, return_freed_memory
 from f2i_mobile.core.planner import MAX_BATCH, GraphCost, ReceptiveField
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.models.graphs import count_flops, example_inputs, graph_specs
 from f2i_mobile.runners.base import run_chain
+from f2i_mobile.runners.torch_runner import TorchRunner
 from f2i_mobile.tiling.cache import cached, cached_graph_costs
-from f2i_mobile.tiling.context import ImageContextRunner
 
 TOLERANCE = 1e-3  # max abs error on [0, 1] output pixels that counts as seamless
 
@@ -74,25 +74,29 @@ def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None 
     m = cfg.pixel_multiple // math.gcd(cfg.pixel_multiple, cfg.scale)
     size = size or max(2 * cfg.tile, 8 * m)
     size = -(-size // (2 * m)) * 2 * m
-    runner = ImageContextRunner(model)
+    runner = TorchRunner.of_model(model)
     image = probe_image(size).transpose(2, 0, 1)[None]
-    tokens = runner.run("conditioner", {"lr": probe_image(cfg.tile).transpose(2, 0, 1)[None]})
-    runner.calibrate(image, tokens["tokens"])
-    full = run_chain(runner, {"lr": image, **tokens})
+    # The photo's tokens and statistics, from the probe resized to one tile, as the tiler does.
+    photo = run_chain(runner, {"lr": probe_image(cfg.tile).transpose(2, 0, 1)[None]},
+                      PHOTO_GRAPHS)
+    shared = {n: v for n, v in photo.items() if n != "lr"}
+    full = run_chain(runner, {"lr": image, **shared})
     c = size // 2  # the cut, in LR columns
     lc = c * cfg.scale // cfg.vae.downsample  # the same cut in latent columns
-    cut = {"lr": c, "tokens": None, "latent": lc, "latent_sr": lc}
+    cut = {"lr": c, "latent": lc, "latent_sr": lc}  # the spatial inputs; the rest is per photo
     graphs = {}
-    for g in GRAPHS[1:]:
+    for g in GRAPHS:
+        if g in PHOTO_GRAPHS:
+            continue
         spec = runner.specs[g]
-        inputs = {n: full[n] if cut[n] is None else np.ascontiguousarray(full[n][..., :cut[n]])
+        inputs = {n: np.ascontiguousarray(full[n][..., :cut[n]]) if n in cut else full[n]
                   for n in spec.input_names}
         (name,) = spec.output_names
         out = runner.run(g, inputs)[name]
         tol_g = tol if name == "sr" else tol * float(full[name].std())
         lr_per_column = c / out.shape[-1]  # LR px per output column of this graph
         graphs[g] = math.ceil(_reach(full[name], out, tol_g) * lr_per_column)
-    cropped = run_chain(runner, {"lr": np.ascontiguousarray(image[..., :c]), **tokens})
+    cropped = run_chain(runner, {"lr": np.ascontiguousarray(image[..., :c]), **shared})
     chain = math.ceil(_reach(full["sr"], cropped["sr"], tol) / cfg.scale)
     return ReceptiveField(chain=chain, graphs=graphs, probe=size, saturated=chain >= c)
 
@@ -132,7 +136,7 @@ def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCos
     tile = tile or model.config.tile
     specs = graph_specs(model.config, tile)
     flops = count_flops(model, tile)
-    runner = ImageContextRunner(model)
+    runner = TorchRunner.of_model(model, tile)
     return_freed_memory()
     costs = {}
     for g in GRAPHS:
@@ -164,10 +168,10 @@ def _working_bytes(module: torch.nn.Module, args: list[torch.Tensor]) -> int:
 
 
 def cached_receptive_fields(model: F2IDiffSR) -> ReceptiveField:
-    return cached("rf-v2", model_key(model), lambda: receptive_fields(model),
+    return cached("rf-v3", model_key(model), lambda: receptive_fields(model),
                   lambda rf: vars(rf), lambda d: ReceptiveField(**d))
 
 
 def cached_costs(model: F2IDiffSR, tile: int) -> dict[str, GraphCost]:
-    return cached_graph_costs(f"costs-v4-t{tile}", model_key(model),
+    return cached_graph_costs(f"costs-v5-t{tile}", model_key(model),
                               lambda: graph_costs(model, tile))

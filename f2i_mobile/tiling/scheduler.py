@@ -1,9 +1,10 @@
 """Runs the graphs over a tile plan through any `GraphRunner`, and blends the SR tiles into
 output bands, top to bottom.
 
-Per photo, first: the tensors every tile shares (the conditioner's tokens of the whole photo in
-`image` conditioning) and, for a runner that takes image-wide context, its context pass on a
-reference view. Then the tiles, in one of two orders (`Schedule.order`):
+Per photo, first, the photo graphs on the whole photo resized to one tile: the conditioner's
+tokens (in `image` conditioning) and the statistics pass's GroupNorm statistics, which every
+tile then takes, so every tile is normalised as the whole photo is. Then the tiles, in one of
+two orders (`Schedule.order`):
 - `tile`: each batch of tiles goes through the chain before the next; the first band is out
   early and only one batch of intermediates is alive.
 - `stage`: every tile through one graph before the next graph starts, so one graph is resident
@@ -36,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from f2i_mobile.core.contract import GRAPHS, RESULT, SOURCE
+from f2i_mobile.core.contract import GRAPHS, PHOTO_GRAPHS, RESULT, SOURCE
 from f2i_mobile.core.imaging import pad_reflect, resize, to_nchw
-from f2i_mobile.core.planner import REFERENCE_TILES, Schedule, Tile, TilePlan
+from f2i_mobile.core.planner import Schedule, Tile, TilePlan
 from f2i_mobile.runners.base import GraphRunner, run_chain
 from f2i_mobile.tiling.colorfix import color_fix
 
@@ -98,28 +99,31 @@ class TileScheduler:
         plan = self.plan
         cw, ch = plan.canvas
         canvas = pad_reflect(rgb.astype(np.float32, copy=False), ch, cw)
-        self.shared = {}
-        if plan.conditioning == "image" or self.runner.context_pass:
-            view = to_nchw([resize(rgb, plan.tile, plan.tile)])
-            tokens = self._run("conditioner", {SOURCE: view})["tokens"]
-            if plan.conditioning == "image":
-                self.shared["tokens"] = tokens[0]
-            if self.runner.context_pass:
-                self.runner.calibrate(to_nchw([self._reference_view(canvas)]), tokens[:1])
+        self.shared = self._photo_pass(rgb)
         crops = (canvas[t.lr.y0:t.lr.y1, t.lr.x0:t.lr.x1] for t in plan.tiles)
         sr_tiles = (self._tile_order(canvas) if self.schedule.order == "tile"
                     else self._stage_order(canvas))
         yield from self._blend(zip(plan.tiles, crops, sr_tiles))
 
-    def _reference_view(self, canvas: np.ndarray) -> np.ndarray:
-        """The canvas itself when small, else resized to about REFERENCE_TILES tiles' area (sides
-        multiples of the LR multiple): where image-wide normalisation statistics come from."""
-        h, w = canvas.shape[:2]
-        limit = REFERENCE_TILES * self.plan.tile ** 2
-        if h * w <= limit:
-            return canvas
-        f, m = (limit / (h * w)) ** 0.5, self.plan.multiple
-        return resize(canvas, max(m, int(w * f) // m * m), max(m, int(h * f) // m * m))
+    def _photo_pass(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """The photo graphs on the whole photo resized to one tile: what every tile shares
+        (per tile, without the batch axis). A photo of one tile is its own view."""
+        if self.plan.count == 1:
+            tile = self.plan.tiles[0]
+            view = pad_reflect(rgb.astype(np.float32, copy=False), *self.plan.canvas[::-1])
+            view = view[tile.lr.y0:tile.lr.y1, tile.lr.x0:tile.lr.x1]
+        else:
+            view = resize(rgb, self.plan.tile, self.plan.tile)
+        values = {SOURCE: to_nchw([view])}
+        for graph in PHOTO_GRAPHS:
+            names = self.runner.specs[graph].input_names
+            values.update(self._run(graph, {n: values[n] for n in names}))
+            if self.schedule.order == "stage":
+                self.runner.release(graph)
+        shared = {n: v[0] for n, v in values.items() if n != SOURCE}
+        if self.plan.conditioning == "tile":
+            del shared["tokens"]  # each tile gets its own
+        return shared
 
     def _graphs(self) -> list[str]:
         """The graphs each tile runs: those whose outputs are not shared by the whole photo."""

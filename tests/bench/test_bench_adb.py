@@ -92,7 +92,7 @@ def test_bench_over_adb(phone):
     assert dev["os"] == "Android 14 (API 34)" and dev["thermal"]["name"] == "none"
     assert [(r.backend, r.graph) for r in report.results] == (
         [("executorch", g) for g in GRAPHS] + [("tflite", g) for g in GRAPHS])
-    et, tfl = report.results[0], report.results[4]
+    et, tfl = report.results[0], report.results[len(GRAPHS)]
     assert et.runner == "executor_runner" and et.runs == 5 and et.warmup == 2
     assert et.median_ms == 12.987 and et.samples_ms == [12.911, 13.052, 12.874, 13.406, 12.987]
     assert tfl.runner == "benchmark_model" and tfl.median_ms == pytest.approx(13.012)
@@ -105,7 +105,7 @@ def test_bench_over_adb(phone):
     assert work.startswith("/data/local/tmp/f2i_bench_")
     run_et = [c for c in cmds if "executor_runner --model_path" in c]
     run_tfl = [c for c in cmds if "benchmark_model --graph" in c]
-    assert len(run_et) == len(run_tfl) == 4
+    assert len(run_et) == len(run_tfl) == len(GRAPHS)
     assert run_et[0] == (f"taskset f0 {work}/executor_runner --model_path={work}/conditioner.pte"
                          f" --num_executions=7 --cpu_threads=4 > "
                          f"{work}/conditioner.executorch.fp32.log 2>&1")
@@ -121,7 +121,8 @@ def test_bench_over_adb(phone):
     assert saved.results[3].samples_ms == report.results[3].samples_ms
     assert (phone / "res" / "bench.png").stat().st_size > 10_000
     csv = (phone / "res" / "bench.csv").read_text().splitlines()
-    assert len(csv) == 9 and csv[0].startswith("device,graph,backend,precision,runner")
+    assert len(csv) == 1 + 2 * len(GRAPHS)
+    assert csv[0].startswith("device,graph,backend,precision,runner")
     assert (phone / "res" / "bench_logs" / "unet.tflite.fp32.log").read_text().startswith(
         "INFO: STARTING!")
 
@@ -146,7 +147,7 @@ def test_waits_for_a_hot_phone_to_cool(phone):
     # open() reads once; before the first run the phone is hot twice, then cool; then one
     # reading before and one after each run
     assert report.results[0].thermal_before["name"] == "none"
-    assert shells(phone).count("dumpsys thermalservice") == 1 + 2 + 4 * 2
+    assert shells(phone).count("dumpsys thermalservice") == 1 + 2 + len(GRAPHS) * 2
 
 
 def test_no_adb(phone, monkeypatch, tmp_path):
@@ -188,17 +189,17 @@ def test_device_disconnects_mid_run(phone):
                           "disconnected; partial results in")
     saved = BenchReport.load(phone / "res" / "bench.json")
     assert saved.partial and saved.error.endswith("device disconnected")
-    assert [r.graph for r in saved.results] == ["conditioner", "encoder"]
+    assert [r.graph for r in saved.results] == ["conditioner", "statistics", "encoder"]
     assert "clean up" in saved.cleanup  # the phone is gone: said, not hidden
 
 
 def test_device_storage_full(phone):
-    # room for the runner and two models, then the phone's storage is full
-    scenario(phone, full_after=3)
+    # room for the runner and three models, then the phone's storage is full
+    scenario(phone, full_after=4)
     with pytest.raises(BenchIncomplete, match=r"push unet \(tflite fp32\): device storage full"):
         bench(options(phone, backends=["tflite"]))
     saved = BenchReport.load(phone / "res" / "bench.json")
-    assert saved.partial and len(saved.results) == 2
+    assert saved.partial and len(saved.results) == 3
     assert device_files(phone) == []  # the work folder was removed
 
 
@@ -211,7 +212,7 @@ def test_runner_crash_keeps_the_rest(phone):
         "crashed (killed by SIGABRT): F 00:00:00.061420")
     saved = BenchReport.load(phone / "res" / "bench.json")
     assert saved.partial and saved.error is None and len(saved.failures) == 1
-    assert {r.backend for r in saved.results} == {"tflite"} and len(saved.results) == 4
+    assert {r.backend for r in saved.results} == {"tflite"} and len(saved.results) == len(GRAPHS)
     assert device_files(phone) == []
 
 

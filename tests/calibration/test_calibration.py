@@ -46,7 +46,7 @@ def test_capture_holds_every_graph_io(tiny_model, calib_set):
         sr = tiny_model(torch.from_numpy(loaded.tensors["lr"])).numpy()
     np.testing.assert_allclose(loaded.tensors["sr"], sr, atol=1e-5)
     unet = loaded.graph_inputs("unet")
-    assert len(unet) == TILES and set(unet[0]) == {"latent", "tokens"}
+    assert len(unet) == TILES and set(unet[0]) == {"latent", "tokens", "unet_stats"}
 
 
 def test_capture_bad_folder_is_one_line(tiny_model, tmp_path):
@@ -128,6 +128,7 @@ def test_gate_skips_what_cannot_run_here_and_checks_the_rest(onnx_export, tiny_m
     out = tmp_path / "export"
     shutil.copytree(onnx_export[0], out)
     shutil.copytree(calib_set.folder, out / "calibration")
+    shutil.copytree(calib_set.folder, out / "check")
     manifest = Manifest.load(out)
     for a in list(manifest.artifacts):
         manifest.add(Artifact("onnx", a.graph, "w8a8", a.path, a.bytes, a.sha256))

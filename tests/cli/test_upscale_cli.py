@@ -210,17 +210,25 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
 def test_info_reports_graphs_and_budget(tiny_checkpoint, capsys):
     assert main(["info", "--model", str(tiny_checkpoint), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["graphs"]) == {"conditioner", "encoder", "unet", "decoder"}
-    assert report["total_params"] == sum(g["params"] for g in report["graphs"].values())
-    assert all(g["gflops_per_tile"] > 0 for g in report["graphs"].values())
-    assert report["graphs"]["decoder"]["outputs"]["sr"] == [1, 3, 64, 64]
+    graphs = report["graphs"]
+    assert list(graphs) == ["conditioner", "statistics", "encoder", "unet", "decoder"]
+    # the statistics pass runs the tile graphs' own weights, once per photo
+    assert graphs["statistics"]["params"] == sum(graphs[g]["params"]
+                                                 for g in ("encoder", "unet", "decoder"))
+    assert report["total_params"] == sum(g["params"] for n, g in graphs.items()
+                                         if n != "statistics")
+    assert all(g["gflops_per_tile"] > 0 for g in graphs.values())
+    assert graphs["decoder"]["outputs"]["sr"] == [1, 3, 64, 64]
+    assert graphs["decoder"]["inputs"]["decoder_stats"][0] == 1
 
 
 def test_info_on_a_preset_counts_without_weights(capsys):
     assert main(["info", "--preset", "eff"]) == 0
     text = capsys.readouterr().out
     assert "preset 'eff'" in text and "no weights" in text
-    assert all(g in text for g in ("conditioner", "encoder", "unet", "decoder"))
+    assert all(g in text for g in ("conditioner", "statistics", "encoder", "unet", "decoder"))
+    # the SD VAE's mid-block attention GroupNorm takes the photo's statistics too
+    assert "decoder_stats" in text
 
 
 def test_outputs_get_ordinary_permissions(tmp_path, tiny_checkpoint, capsys):

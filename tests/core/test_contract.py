@@ -23,6 +23,7 @@ from f2i_mobile.core.planner import ReceptiveField
 
 def test_backends_and_precisions_are_one_registry():
     assert DEFAULT_BACKENDS == ("executorch", "tflite", "coreml", "onnx")
+    assert GRAPHS == ("conditioner", "statistics", "encoder", "unet", "decoder")
     assert RUNNABLE == ("torch", "executorch", "tflite", "onnx")
     assert all(BACKENDS[b].sdk_env for b in ("qnn", "mediatek", "samsung"))
     assert {s for b in BACKENDS.values() for s in b.schemes} <= set(Precision)
@@ -39,7 +40,7 @@ def test_manifest_round_trip_is_typed(tmp_path):
     back = Manifest.load(tmp_path)
     assert back == manifest
     assert back.tiling.receptive_field.chain == 7 and back.graphs["unet"].input_names == (
-        "latent", "tokens")
+        "latent", "tokens", "unet_stats")
     assert list(back.graphs) == list(GRAPHS)
 
 
@@ -59,4 +60,4 @@ def test_a_manifest_readers_cannot_trust_is_one_line(tmp_path, damage, message):
     with pytest.raises(F2IError) as err:
         Manifest.load(tmp_path)
     assert message in str(err.value) and "\n" not in str(err.value)
-    assert FORMAT == "f2i-mobile-manifest/2"
+    assert FORMAT == "f2i-mobile-manifest/3"

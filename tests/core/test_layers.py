@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,8 +12,10 @@ BLOCK_TORCH = ("import sys\n"
 
 
 def run(code: str, cwd) -> subprocess.CompletedProcess:
+    """`code` as an installed user runs it: from `cwd`, without a PYTHONPATH into the checkout."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_no_generic_names_outside_the_checkout(tmp_path):

@@ -56,9 +56,9 @@ def test_photo_calls_from_a_manifest_for_the_bench():
         manifest.graphs[g] = replace(manifest.graphs[g], flops=2_000_000_000 * (i + 1))
     plan, calls = photo_calls(manifest, 4000, 3000)
     assert plan.cols == 1 + -(-(1000 - 128) // 96) and plan.rows == 1 + -(-(750 - 128) // 96)
-    assert calls == {"conditioner": 1, "encoder": plan.count, "unet": plan.count,
-                     "decoder": plan.count}
-    assert plan.gflops == pytest.approx(2 + (4 + 6 + 8) * plan.count)
+    assert calls == {"conditioner": 1, "statistics": 1, "encoder": plan.count,
+                     "unet": plan.count, "decoder": plan.count}
+    assert plan.gflops == pytest.approx(2 + 4 + (6 + 8 + 10) * plan.count)
     p = photo_plan(manifest, 4000, 3000)
     assert p.tiles == plan.count and p.calls == calls
     # the overlap and receptive field recorded by the export are the ones planned with
@@ -67,25 +67,30 @@ def test_photo_calls_from_a_manifest_for_the_bench():
     assert plan.overlap == 16 and plan.receptive_field == 5 and plan.margin == 5
 
 
-def test_estimate_counts_the_image_wide_statistics_pass():
-    # The torch runner first runs a reference view of up to REFERENCE_TILES tiles' area at
-    # batch 1: on a photo of many tiles that pass, not the batch-1 tiles, sets the peak.
-    from f2i_mobile.core.planner import MEASURED_SPREAD, REFERENCE_TILES, GraphCost, estimate_peak
+def test_estimate_counts_the_statistics_pass_once_per_photo():
+    """The photo graphs run once at batch 1 before any tile: when the statistics pass holds
+    more than a batch of tiles, it sets the peak; what each graph's first run keeps resident
+    counts once, whatever the batch or order."""
+    from f2i_mobile.core.planner import MEASURED_SPREAD, GraphCost, estimate_peak
 
     act = 100 << 20
-    costs = {g: GraphCost(1.0, 0, act if g == "decoder" else 0, 0)
-             for g in ("conditioner", "encoder", "unet", "decoder")}
-    plan = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
-    plain = estimate_peak(plan, "tile", 1)
-    with_pass = estimate_peak(plan, "tile", 1, context_pass=True)
-    assert with_pass - plain == pytest.approx((REFERENCE_TILES - 1) * act * MEASURED_SPREAD,
-                                              abs=2)
-    one_tile = plan_tiles(100, 100, scale=4, tile=128, overlap=28, multiple=8, costs=costs)
-    assert estimate_peak(one_tile, "tile", 1, context_pass=True) < with_pass
-    # what a graph's first run keeps resident counts once, whatever the batch or order
+    tiles = {g: GraphCost(1.0, 0, 1 << 20, 0) for g in GRAPHS}
+    heavy = {**tiles, "statistics": GraphCost(3.0, 0, act, 0)}
+    plan = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=tiles)
+    with_pass = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=heavy)
+    for order in ("tile", "stage"):
+        rise = estimate_peak(with_pass, order, 1) - estimate_peak(plan, order, 1)
+        assert rise == pytest.approx((act - (1 << 20)) * MEASURED_SPREAD, rel=0.05)
+    # a batch of 4 tiles at 60 MiB each outweighs the 100 MiB pass; one tile does not
+    big_tiles = {g: GraphCost(1.0, 0, 60 << 20, 0) for g in GRAPHS} | {"statistics": heavy[
+        "statistics"]}
+    big = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=big_tiles)
+    assert estimate_peak(big, "tile", 4) - estimate_peak(big, "tile", 1) == pytest.approx(
+        (4 * (60 << 20) - act) * MEASURED_SPREAD, rel=0.01)
+    assert with_pass.calls()["statistics"] == 1
     kept = {g: GraphCost(1.0, 0, c.activation_bytes, 0, retained_bytes=7 << 20)
-            for g, c in costs.items()}
+            for g, c in tiles.items()}
     plan_kept = plan_tiles(1000, 750, scale=4, tile=128, overlap=28, multiple=8, costs=kept)
     for order, batch in (("tile", 1), ("tile", 4), ("stage", 2)):
         assert (estimate_peak(plan_kept, order, batch) - estimate_peak(plan, order, batch)
-                == 4 * int((7 << 20) * MEASURED_SPREAD))
+                == len(GRAPHS) * int((7 << 20) * MEASURED_SPREAD))

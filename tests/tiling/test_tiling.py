@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-import torch
 from conftest import make_manifest
 from PIL import Image
 
@@ -19,7 +18,7 @@ from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.image import Photo
 from f2i_mobile.core.imaging import pad_reflect
 from f2i_mobile.core.planner import Schedule, default_overlap
-from f2i_mobile.models.graphs import graph_modules
+from f2i_mobile.runners import run_chain
 from f2i_mobile.tiling.colorfix import adain, low_frequency, wavelet
 from f2i_mobile.tiling.scheduler import TileScheduler
 from f2i_mobile.tiling.writer import write_bands
@@ -42,14 +41,12 @@ def engine(tiny_model):
     return open_engine(None, UpscaleOptions(tile=TILE), model=tiny_model)
 
 
-def untiled(model, canvas, tokens):
-    """The whole canvas through the plain graphs (GroupNorm and attention over the whole
-    image), with the same image-wide conditioning tokens."""
-    stages = graph_modules(model)
-    x = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1)))[None]
-    with torch.no_grad():
-        sr = stages["decoder"](stages["unet"](stages["encoder"](x), torch.from_numpy(tokens)))
-    return sr[0].permute(1, 2, 0).numpy()
+def untiled(engine, canvas, shared):
+    """The whole canvas through the tile graphs at once, with the photo's tokens and GroupNorm
+    statistics: what the tiles must reproduce."""
+    values = {"lr": np.ascontiguousarray(canvas.transpose(2, 0, 1))[None],
+              **{name: value[None] for name, value in shared.items()}}
+    return run_chain(engine.runner, values)["sr"][0].transpose(1, 2, 0)
 
 
 def run_tiled(engine, rgb, overlap=None, order="tile", batch=1, spill=False):
@@ -68,7 +65,7 @@ def test_receptive_field_is_measured_and_local(engine):
     assert rf.graphs["decoder"] <= rf.chain and rf.graphs["encoder"] <= rf.chain
 
 
-def test_tiled_equals_untiled_when_overlap_covers_the_receptive_field(engine, tiny_model):
+def test_tiled_equals_untiled_when_overlap_covers_the_receptive_field(engine):
     overlap = default_overlap(engine.receptive_field.chain, TILE, engine.multiple)
     size = 2 * TILE - overlap  # 2 x 2 tiles whose canvas is the image itself
     rgb = photo(size, size)
@@ -76,17 +73,17 @@ def test_tiled_equals_untiled_when_overlap_covers_the_receptive_field(engine, ti
         warnings.simplefilter("error", SeamWarning)
         plan, sched, tiled = run_tiled(engine, rgb)
     assert plan.count == 4 and plan.seam_safe and plan.canvas == (size, size)
-    ref = untiled(tiny_model, rgb, sched.shared["tokens"][None])
+    ref = untiled(engine, rgb, sched.shared)
     assert np.abs(tiled - ref).max() < 1e-3
 
 
-def test_too_small_overlap_warns_and_does_seam(engine, tiny_model):
+def test_too_small_overlap_warns_and_does_seam(engine):
     size = 100
     rgb = photo(size, size, seed=1)
     with pytest.warns(SeamWarning, match="below"):
         plan, sched, tiled = run_tiled(engine, rgb, overlap=4)
     assert not plan.seam_safe
-    ref = untiled(tiny_model, pad_reflect(rgb, *plan.canvas[::-1]), sched.shared["tokens"][None])
+    ref = untiled(engine, pad_reflect(rgb, *plan.canvas[::-1]), sched.shared)
     assert np.abs(tiled - ref[: size * 4, : size * 4]).max() > 1e-3  # the warning was earned
 
 
