@@ -43,8 +43,7 @@ from f2i_mobile.export import lowering
 from f2i_mobile.export.common import Lowered
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.models.checkpoint import lr_multiple
-from f2i_mobile.models.graphs import (
-    described_specs, graph_modules, norm_layout, one_step_record)
+from f2i_mobile.models.graphs import described_specs, graph_modules, norm_layout, one_step_record
 
 
 @dataclass
