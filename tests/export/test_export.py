@@ -37,6 +37,9 @@ def test_manifest_carries_the_tiling_contract(onnx_export, tiny_model):
     rf = cached_receptive_fields(tiny_model)
     assert manifest.tiling.lr_multiple == lr_multiple(tiny_model.config)
     assert manifest.tiling.receptive_field == rf and rf.chain > 0
+    assert manifest.postprocess.color_fix == "wavelet"  # what upscale does by default
+    assert [n.name for n in manifest.tiling.statistics["decoder"]][:1] == [
+        "decoder.mid_block.resnets.0.norm1"]
     # the overlap the torch path would choose for this tile (capped at half a tile)
     assert manifest.tiling.overlap == default_overlap(rf.chain, manifest.tile,
                                                       manifest.tiling.lr_multiple) > 0
