@@ -38,8 +38,11 @@ def test_manifest_carries_the_tiling_contract(onnx_export, tiny_model):
     assert manifest.tiling.lr_multiple == lr_multiple(tiny_model.config)
     assert manifest.tiling.receptive_field == rf and rf.chain > 0
     assert manifest.postprocess.color_fix == "wavelet"  # what upscale does by default
-    assert [n.name for n in manifest.tiling.statistics["decoder"]][:1] == [
-        "decoder.mid_block.resnets.0.norm1"]
+    for graph, norms in manifest.tiling.statistics.items():  # how an app reads the packing
+        offsets = np.cumsum([0] + [2 * n.groups for n in norms])
+        assert [n.offset for n in norms] == list(offsets[:-1])
+        (stats,) = [t for t in manifest.graphs[graph].inputs if t.name == f"{graph}_stats"]
+        assert stats.shape == (1, offsets[-1]) and len({n.name for n in norms}) == len(norms)
     # the overlap the torch path would choose for this tile (capped at half a tile)
     assert manifest.tiling.overlap == default_overlap(rf.chain, manifest.tile,
                                                       manifest.tiling.lr_multiple) > 0
