@@ -148,6 +148,7 @@ def test_parity_leaves_quantized_and_phone_only_artifacts_to_others(onnx_export,
                                     if c["backend"] == "qnn")
 
 
+@pytest.mark.slow
 def test_a_failing_graph_is_named_and_the_others_finish(tmp_path, tiny_model, monkeypatch):
     onnx = lowering.lowerer("onnx")
 
@@ -245,6 +246,7 @@ def test_vendor_compile_specs_name_the_target_chip(monkeypatch):
         compile_specs("samsung")
 
 
+@pytest.mark.slow
 def test_qnn_with_an_sdk_folder_goes_through_executorch_qnn(tmp_path, tiny_model, monkeypatch):
     """With QNN_SDK_ROOT set, the graph reaches ExecuTorch's QNN partitioner, which loads the
     SDK's HTP library; a folder without it fails there, reported with backend and graph."""
