@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from f2i_mobile.core.contract import RUNNABLE, TORCH
+from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, RUNNABLE, TORCH
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.image import Photo, check_output_path, read_image, to_uint, write_image
 from f2i_mobile.core.imaging import resize
@@ -57,7 +57,7 @@ class UpscaleOptions:
     order: str | None = None  # tile | stage; default: the fastest that fits the budget
     batch: int | None = None
     memory_budget: int | None = None  # bytes of peak resident memory
-    color_fix: str = "none"  # none | adain | wavelet
+    color_fix: str = DEFAULT_COLOR_FIX  # none | adain | wavelet
     color_scope: str = "tile"  # tile | image (image: the whole output is held in memory)
     conditioning: str = "image"  # image | tile (see tiling.scheduler)
     scale: float | None = None

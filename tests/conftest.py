@@ -84,29 +84,38 @@ def tiny_checkpoint(tmp_path_factory, tiny_model):
     return save_pretrained(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, tiny_checkpoint):
-    """The tiny checkpoint exported to all four default backends (shared: exports are slow;
-    tests that take it are marked slow)."""
+def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None):
+    """The tiny checkpoint exported once per test run, also when pytest-xdist runs the tests in
+    several workers: the first worker to ask exports under a file lock, in the run's shared
+    temporary folder, and the others read what it wrote (exports take minutes)."""
+    from filelock import FileLock
+
+    from f2i_mobile.core.manifest import Manifest
     from f2i_mobile.export.pipeline import check_backends, export_model
     from f2i_mobile.models import from_pretrained
 
-    out = tmp_path_factory.mktemp("export") / "out"
-    manifest, failures = export_model(from_pretrained(tiny_checkpoint), out,
-                                      check_backends(None), progress=False)
-    assert not failures, [str(f) for f in failures]
-    return out, manifest
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    out, done = root / f"{name}-export", root / f"{name}-export.done"
+    with FileLock(str(root / f"{name}-export.lock")):
+        if not done.exists():
+            _, failures = export_model(from_pretrained(checkpoint), out,
+                                       check_backends(backends), progress=False)
+            assert not failures, [str(f) for f in failures]
+            done.touch()
+    return out, Manifest.load(out)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_checkpoint):
+    """The tiny checkpoint exported to all four default backends (minutes: tests that take it
+    are marked slow)."""
+    return shared_export(tmp_path_factory, tiny_checkpoint, "all", None)
 
 
 @pytest.fixture(scope="session")
 def onnx_export(tmp_path_factory, tiny_checkpoint):
-    """The tiny checkpoint exported to ONNX alone (seconds): for the fast tier's tests of
-    readers of a real export."""
-    from f2i_mobile.export.pipeline import check_backends, export_model
-    from f2i_mobile.models import from_pretrained
-
-    out = tmp_path_factory.mktemp("onnx") / "out"
-    manifest, failures = export_model(from_pretrained(tiny_checkpoint), out,
-                                      check_backends("onnx"), progress=False)
-    assert not failures, [str(f) for f in failures]
-    return out, manifest
+    """The tiny checkpoint exported to ONNX alone: for the fast tier's tests of readers of a
+    real export."""
+    return shared_export(tmp_path_factory, tiny_checkpoint, "onnx", "onnx")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from f2i_mobile.core.contract import RUNNABLE, TORCH
+from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, RUNNABLE, TORCH
 
 
 def add_parser(sub) -> None:
@@ -31,8 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="tiles per graph call")
     p.add_argument("--memory-budget", default=None, metavar="SIZE",
                    help="peak memory bound, e.g. 2GiB or 512MiB; refused at once if unmeetable")
-    p.add_argument("--color-fix", choices=("none", "adain", "wavelet"), default="none",
-                   help="align colour to the LR input (default: none)")
+    p.add_argument("--color-fix", choices=("none", "adain", "wavelet"), default=DEFAULT_COLOR_FIX,
+                   help=f"align colour to the LR input (default: {DEFAULT_COLOR_FIX}, as the "
+                        "manifest's postprocess record tells an app; none: the raw output)")
     p.add_argument("--color-scope", choices=("tile", "image"), default="tile",
                    help="colour fix per tile, or over the whole output (held in memory)")
     p.add_argument("--conditioning", choices=("image", "tile"), default="image",

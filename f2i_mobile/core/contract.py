@@ -27,6 +27,9 @@ import numpy as np
 from f2i_mobile.core.errors import F2IError
 
 GRAPHS = ("conditioner", "statistics", "encoder", "unet", "decoder")  # pipeline order
+# What the outputs get after the graphs: their colour aligned to the LR photo's (bicubic-resized)
+# by swapping low frequencies, as OSEDiff's inference does; one-step SR drifts in colour.
+DEFAULT_COLOR_FIX = "wavelet"
 # Run once per photo, on the whole photo resized to one tile (the conditioner in the default
 # `image` conditioning; with `tile` conditioning it runs per tile).
 PHOTO_GRAPHS = ("conditioner", "statistics")

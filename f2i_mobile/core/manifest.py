@@ -7,6 +7,7 @@
 - `tiling`: the LR multiple tile origins keep, the receptive field measured at export and the
   seam-safe overlap, so an exported path plans exactly as the torch path does;
 - `graphs`: every graph's inputs and outputs (`contract.GraphSpec`), parameters and FLOPs;
+- `postprocess`: the colour fix the model's outputs expect;
 - `artifacts`: per backend, graph and precision: path relative to OUT, size, sha256, I/O layout.
 
 Readers take paths, shapes and constants from here and never re-derive them. A manifest of
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from f2i_mobile.core.atomic import atomic_file
-from f2i_mobile.core.contract import GRAPHS, GraphSpec, NormSlot
+from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, GRAPHS, GraphSpec, NormSlot
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.planner import ReceptiveField
 from f2i_mobile.core.records import from_dict
@@ -69,6 +70,16 @@ class TilingRecord:
 
 
 @dataclass
+class PostprocessRecord:
+    """What an app does to each SR tile before blending: `color_fix` (`wavelet`: the tile's
+    low frequencies replaced by those of its LR crop, bicubic-resized; `adain`: its per-channel
+    mean and deviation set to the LR crop's; `none`)."""
+
+    color_fix: str = DEFAULT_COLOR_FIX
+    reference: str = "the tile's LR crop, bicubic-resized to the SR tile"
+
+
+@dataclass
 class Artifact:
     backend: str  # a name of contract.BACKENDS
     graph: str
@@ -92,6 +103,7 @@ class Manifest:
     one_step: OneStepRecord
     tiling: TilingRecord
     graphs: dict[str, GraphSpec]
+    postprocess: PostprocessRecord = field(default_factory=PostprocessRecord)
     artifacts: list[Artifact] = field(default_factory=list)
     format: str = FORMAT
 

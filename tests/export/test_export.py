@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 from conftest import CLI, visible_files
 
@@ -37,6 +38,12 @@ def test_manifest_carries_the_tiling_contract(onnx_export, tiny_model):
     rf = cached_receptive_fields(tiny_model)
     assert manifest.tiling.lr_multiple == lr_multiple(tiny_model.config)
     assert manifest.tiling.receptive_field == rf and rf.chain > 0
+    assert manifest.postprocess.color_fix == "wavelet"  # what upscale does by default
+    for graph, norms in manifest.tiling.statistics.items():  # how an app reads the packing
+        offsets = np.cumsum([0] + [2 * n.groups for n in norms])
+        assert [n.offset for n in norms] == list(offsets[:-1])
+        (stats,) = [t for t in manifest.graphs[graph].inputs if t.name == f"{graph}_stats"]
+        assert stats.shape == (1, offsets[-1]) and len({n.name for n in norms}) == len(norms)
     # the overlap the torch path would choose for this tile (capped at half a tile)
     assert manifest.tiling.overlap == default_overlap(rf.chain, manifest.tile,
                                                       manifest.tiling.lr_multiple) > 0
@@ -96,14 +103,14 @@ def test_parity_notices_a_wrong_artifact(onnx_export, tiny_model, tmp_path):
     import shutil
 
     from f2i_mobile.models import build_model
+    from f2i_mobile.models.graphs import graph_modules
 
-    out, _ = onnx_export
+    out, manifest = onnx_export
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     other = build_model(tiny_model.config, seed=1)
-    other_out = tmp_path / "other"
-    export_model(other, other_out, parse_backends("onnx"), progress=False)
-    shutil.copy(other_out / "onnx/decoder.onnx", copy / "onnx/decoder.onnx")
+    lowering.lowerer("onnx")(graph_modules(other)["decoder"], manifest.graphs["decoder"],
+                             copy / "onnx/decoder.onnx", "fp32")
     report = check_all(tiny_model, copy)
     bad = {r.graph: r for r in report.checks if r.backend == "onnx"}
     assert bad["decoder"].failed and bad["end_to_end"].failed and not bad["unet"].failed
@@ -141,6 +148,7 @@ def test_parity_leaves_quantized_and_phone_only_artifacts_to_others(onnx_export,
                                     if c["backend"] == "qnn")
 
 
+@pytest.mark.slow
 def test_a_failing_graph_is_named_and_the_others_finish(tmp_path, tiny_model, monkeypatch):
     onnx = lowering.lowerer("onnx")
 
@@ -173,6 +181,7 @@ def test_missing_vendor_sdk_fails_at_once_in_one_line(tmp_path, tiny_checkpoint)
         check_backends("executorch,tensorrt")
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_only_complete_artifacts(tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     cmd = CLI + ["export", "--model", str(tiny_checkpoint), "--out", str(out),
@@ -237,6 +246,7 @@ def test_vendor_compile_specs_name_the_target_chip(monkeypatch):
         compile_specs("samsung")
 
 
+@pytest.mark.slow
 def test_qnn_with_an_sdk_folder_goes_through_executorch_qnn(tmp_path, tiny_model, monkeypatch):
     """With QNN_SDK_ROOT set, the graph reaches ExecuTorch's QNN partitioner, which loads the
     SDK's HTP library; a folder without it fails there, reported with backend and graph."""

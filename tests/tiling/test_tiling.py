@@ -224,16 +224,23 @@ def test_wavelet_takes_low_frequencies_from_the_reference():
     assert np.corrcoef(hf.ravel(), (sr - low_frequency(sr)).ravel())[0, 1] > 0.99
 
 
-def test_color_fix_runs_through_the_cli(tmp_path, tiny_checkpoint, capsys):
+def test_color_fix_runs_through_the_cli_and_wavelet_is_the_default(tmp_path, tiny_checkpoint,
+                                                                    capsys):
     src = tmp_path / "in.png"
     Image.fromarray((photo(20, 24) * 255).astype(np.uint8)).save(src)
-    for method in ("adain", "wavelet"):
+    for method in ("adain", "wavelet", "none", None):
+        flags = [] if method is None else ["--color-fix", method]
         code, _, err = upscale([src, "-o", tmp_path / f"{method}.png", "--model",
-                                tiny_checkpoint, "--color-fix", method], capsys)
+                                tiny_checkpoint, *flags], capsys)
         assert code == 0, err
-    a = np.asarray(Image.open(tmp_path / "adain.png"), np.float32) / 255
+    out = {m: np.asarray(Image.open(tmp_path / f"{m}.png"), np.float32) / 255
+           for m in ("adain", "wavelet", "none", None)}
     lr_mean = np.asarray(Image.open(src), np.float32).mean(axis=(0, 1)) / 255
-    assert np.abs(a.mean(axis=(0, 1)) - lr_mean).max() < 0.05
+    assert np.abs(out["adain"].mean(axis=(0, 1)) - lr_mean).max() < 0.05
+    assert np.array_equal(out[None], out["wavelet"]) and not np.array_equal(out[None],
+                                                                            out["none"])
+    cast = {m: np.abs(out[m].mean(axis=(0, 1)) - lr_mean).max() for m in ("wavelet", "none")}
+    assert cast["wavelet"] < cast["none"]  # the untrained tiny model casts; the fix removes it
 
 
 def test_artifact_costs_split_what_loading_keeps_from_what_a_run_adds():
