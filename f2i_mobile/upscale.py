@@ -26,7 +26,14 @@ import numpy as np
 
 from f2i_mobile.core.contract import RUNNABLE, TORCH
 from f2i_mobile.core.errors import F2IError
-from f2i_mobile.core.image import Photo, check_output_path, read_image, to_uint, write_image
+from f2i_mobile.core.image import (
+    Photo,
+    check_output_path,
+    output_icc,
+    read_image,
+    to_uint,
+    write_image,
+)
 from f2i_mobile.core.imaging import resize
 from f2i_mobile.core.manifest import Manifest
 from f2i_mobile.core.memory import resident_bytes, return_freed_memory
@@ -44,6 +51,7 @@ from f2i_mobile.core.planner import (
 from f2i_mobile.runners.base import GraphRunner
 from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.scheduler import TileScheduler
+from f2i_mobile.tiling.writer import STREAMED
 
 
 class SeamWarning(UserWarning):
@@ -145,7 +153,7 @@ class Job:
     plan: TilePlan
     schedule: Schedule
     out_size: tuple[int, int]
-    whole_output: bool  # assembled in memory (JPEG, another scale, image-wide colour fix)
+    whole_output: bool  # assembled in memory (JPEG/WebP/HEIC, another scale, image-wide colour fix)
     notes: list[str]
 
     def describe(self) -> str:
@@ -171,8 +179,8 @@ def plan_job(engine: Engine, photo: Photo, output: str | Path | None, options: U
     schedule within the budget. Warns (SeamWarning) when the overlap does not cover the
     receptive field."""
     out_size = output_size(photo.size, float(options.scale or engine.scale))
-    fmt = check_output_path(output) if output is not None else "PNG"
-    whole = (output is None or fmt == "JPEG"
+    fmt = check_output_path(output, out_size) if output is not None else "PNG"
+    whole = (output is None or fmt not in STREAMED
              or out_size != (photo.size[0] * engine.scale, photo.size[1] * engine.scale)
              or (options.color_fix != "none" and options.color_scope == "image"))
     rf, overlap, notes = _overlap(engine, photo.size, options)
@@ -251,7 +259,7 @@ def write_output(output: str | Path, bands: Iterator[tuple[int, np.ndarray]], ph
 
     width, height = job.out_size
     write_bands(output, width, height, photo.channels,
-                np.uint8 if photo.bit_depth == 8 else np.uint16, rows())
+                np.uint8 if photo.bit_depth == 8 else np.uint16, rows(), output_icc(photo, fmt))
 
 
 def _alpha_band(alpha: np.ndarray, scale: int, width: int, y0: int, rows: int) -> np.ndarray:
