@@ -121,7 +121,8 @@ def test_exif_orientation_is_applied(ext, tmp_path, tiny_checkpoint, capsys):
     assert code == 0 and "(36x52)" in out, err
 
 
-@pytest.mark.parametrize("out_ext", ["png", "tif", "jpg", pytest.param("webp", marks=needs_webp)])
+@pytest.mark.parametrize("out_ext", ["png", "tif", "jpg", pytest.param("webp", marks=needs_webp),
+                                     pytest.param("heic", marks=needs_heic_out)])
 def test_icc_profile_is_carried_from_a_heic_to_the_output(out_ext, tmp_path, tiny_checkpoint,
                                                           capsys):
     src = tmp_path / "in.heic"
