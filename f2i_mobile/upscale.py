@@ -346,8 +346,8 @@ def set_outputs(inputs: list[str | Path], out_dir: str | Path,
         folder = next((p for p in inputs if p.is_dir()), None)
         raise F2IError(f"{folder}: is a directory; its outputs go into a folder, so -o names one, "
                        f"not {out_dir}" if folder else
-                       f"{out_dir}: with several inputs, -o names a folder (outputs are named "
-                       f"after the inputs, with --format's extension)")
+                       f"{out_dir}: -o names a folder for several photos or --format (outputs "
+                       f"are named after the inputs, with --format's extension)")
     check_output_path(out_dir / f"photo.{fmt}")  # refuses an extension that cannot be written
     pairs, claimed = [], {}
     for src in _expand(inputs):

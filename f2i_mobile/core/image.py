@@ -151,8 +151,9 @@ def _sniff(head: bytes) -> str | None:
     """The format a file's first bytes claim, as Pillow names it."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
-    if head[4:8] == b"ftyp":  # ISO media: the major brand says which
-        return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIF"
+    if head[4:8] == b"ftyp":  # ISO media: the major brand says which (an MP4 is neither)
+        brand = head[8:12]
+        return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in HEIF_BRANDS else None
     return next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
 
 
