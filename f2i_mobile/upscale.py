@@ -10,7 +10,8 @@ budget (or one line saying it cannot). The scheduler then yields output bands, c
 tile, and `write_output` streams them to disk (or assembles them when the format or an
 image-wide colour fix needs the whole output). Alpha is upscaled bicubically beside the model.
 `--scale` other than the model's own is reached Real-ESRGAN's way: run at the model's scale,
-then resize.
+then resize. `upscale_many` takes a set of photos (files, folders) into one folder on one
+engine, photo by photo, a failed photo reported and the rest run.
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, RUNNABLE, TORCH
 from f2i_mobile.core.errors import F2IError
-from f2i_mobile.core.image import Photo, check_output_path, read_image, to_uint, write_image
+from f2i_mobile.core.image import (
+    READ_SUFFIXES,
+    Photo,
+    check_output_path,
+    output_icc,
+    read_image,
+    to_uint,
+    write_formats,
+    write_image,
+)
 from f2i_mobile.core.imaging import resize
 from f2i_mobile.core.manifest import Manifest
 from f2i_mobile.core.memory import resident_bytes, return_freed_memory
@@ -44,6 +55,7 @@ from f2i_mobile.core.planner import (
 from f2i_mobile.runners.base import GraphRunner
 from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.scheduler import TileScheduler
+from f2i_mobile.tiling.writer import STREAMED
 
 
 class SeamWarning(UserWarning):
@@ -145,7 +157,7 @@ class Job:
     plan: TilePlan
     schedule: Schedule
     out_size: tuple[int, int]
-    whole_output: bool  # assembled in memory (JPEG, another scale, image-wide colour fix)
+    whole_output: bool  # assembled in memory (JPEG/WebP/HEIC, another scale, image-wide colour fix)
     notes: list[str]
 
     def describe(self) -> str:
@@ -171,8 +183,8 @@ def plan_job(engine: Engine, photo: Photo, output: str | Path | None, options: U
     schedule within the budget. Warns (SeamWarning) when the overlap does not cover the
     receptive field."""
     out_size = output_size(photo.size, float(options.scale or engine.scale))
-    fmt = check_output_path(output) if output is not None else "PNG"
-    whole = (output is None or fmt == "JPEG"
+    fmt = check_output_path(output, out_size) if output is not None else "PNG"
+    whole = (output is None or fmt not in STREAMED
              or out_size != (photo.size[0] * engine.scale, photo.size[1] * engine.scale)
              or (options.color_fix != "none" and options.color_scope == "image"))
     rf, overlap, notes = _overlap(engine, photo.size, options)
@@ -251,7 +263,7 @@ def write_output(output: str | Path, bands: Iterator[tuple[int, np.ndarray]], ph
 
     width, height = job.out_size
     write_bands(output, width, height, photo.channels,
-                np.uint8 if photo.bit_depth == 8 else np.uint16, rows())
+                np.uint8 if photo.bit_depth == 8 else np.uint16, rows(), output_icc(photo, fmt))
 
 
 def _alpha_band(alpha: np.ndarray, scale: int, width: int, y0: int, rows: int) -> np.ndarray:
@@ -289,10 +301,128 @@ def upscale_file(input_path: str | Path, output: str | Path, model_path: str | P
     photo = read_image(input_path)
     engine = open_engine(model_path, options)
     try:
-        job = plan_job(engine, photo, output, options)
-        folder = Path(output).resolve().parent
-        spill = folder if os.access(folder, os.W_OK) else None
-        write_output(output, run_job(engine, job, photo, options, spill), photo, job, options)
+        job = _upscale_into(engine, photo, output, options)
     finally:
         engine.close()
     return photo, job
+
+
+def _upscale_into(engine: Engine, photo: Photo, output: str | Path,
+                  options: UpscaleOptions) -> Job:
+    """Plan and run one photo on an open engine, and write `output`."""
+    job = plan_job(engine, photo, output, options)
+    folder = Path(output).resolve().parent
+    spill = folder if os.access(folder, os.W_OK) else None
+    write_output(output, run_job(engine, job, photo, options, spill), photo, job, options)
+    return job
+
+
+# --- several photos: files and folders into one output folder ---
+
+@dataclass
+class PhotoResult:
+    """One photo of a set: written (`job` set), skipped (its output existed) or failed."""
+
+    input: Path
+    output: Path
+    size: tuple[int, int] | None = None  # the input's (width, height), once read
+    job: Job | None = None
+    error: str | None = None  # one line naming the input
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "written" if self.job else "skipped"
+
+
+def set_outputs(inputs: list[str | Path], out_dir: str | Path,
+                fmt: str = "png") -> list[tuple[Path, Path]]:
+    """(input, output) for each photo of a set: a folder stands for the images directly in it
+    (by suffix, sorted by name); outputs are `out_dir/<input's base name>.<fmt>`. What would
+    go wrong for the whole set is refused here in one line, before any work: an output folder
+    given as a file name, a folder without images, two inputs sharing an output name, an output
+    that would overwrite its input."""
+    out_dir, inputs = Path(out_dir), [Path(p) for p in inputs]
+    if out_dir.is_file() or (not out_dir.is_dir() and out_dir.suffix.lower() in write_formats()):
+        folder = next((p for p in inputs if p.is_dir()), None)
+        raise F2IError(f"{folder}: is a directory; its outputs go into a folder, so -o names one, "
+                       f"not {out_dir}" if folder else
+                       f"{out_dir}: -o names a folder for several photos or --format (outputs "
+                       f"are named after the inputs, with --format's extension)")
+    check_output_path(out_dir / f"photo.{fmt}")  # refuses an extension that cannot be written
+    pairs, claimed = [], {}
+    for src in _expand(inputs):
+        dst = out_dir / f"{src.stem}.{fmt}"
+        if dst in claimed:
+            raise F2IError(f"{dst}: would be written for both {claimed[dst]} and {src}; rename "
+                           f"one or run them into different folders")
+        if dst.resolve() == src.resolve():
+            raise F2IError(f"{src}: its output would overwrite it; use another -o folder or "
+                           f"--format")
+        claimed[dst] = src
+        pairs.append((src, dst))
+    return pairs
+
+
+def _expand(inputs: list[Path]) -> Iterator[Path]:
+    for path in inputs:
+        if not path.is_dir():
+            yield path  # a missing or unreadable file fails on its own, in its turn
+            continue
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in READ_SUFFIXES
+                        and p.is_file() and not p.name.startswith("."))
+        if not images:
+            raise F2IError(f"{path}: no images in this folder ({', '.join(READ_SUFFIXES)})")
+        yield from images
+
+
+def upscale_many(inputs: list[str | Path], out_dir: str | Path, model_path: str | Path | None,
+                 options: UpscaleOptions, fmt: str = "png",
+                 skip_existing: bool = False) -> Iterator[PhotoResult]:
+    """Super-resolve photos (files, or folders of them) into `out_dir`, yielding each photo's
+    result as it finishes. The model is opened once for the set (on the first photo to run,
+    so a finished set resumed with `skip_existing` loads nothing); a photo that fails is
+    reported in its result and the rest still run. With `options.progress`, one bar for the
+    set and none per photo. What would fail the whole set is refused at the call."""
+    pairs = set_outputs(inputs, out_dir, fmt)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # also where tiles spill
+    return _run_set(pairs, model_path, options, skip_existing)
+
+
+def _run_set(pairs: list[tuple[Path, Path]], model_path: str | Path | None,
+             options: UpscaleOptions, skip_existing: bool) -> Iterator[PhotoResult]:
+    if options.memory_budget is not None:
+        return_freed_memory()
+    per_photo = replace(options, progress=False)
+    engine = None
+    try:
+        with tqdm(total=len(pairs), desc="photos", unit="photo",
+                  disable=not options.progress) as bar:
+            for src, dst in pairs:
+                if skip_existing and dst.exists():
+                    result = PhotoResult(src, dst)
+                else:
+                    if engine is None:  # a model that cannot be opened stops the set
+                        engine = open_engine(model_path, options)
+                    result = _photo_result(engine, src, dst, per_photo)
+                bar.update()
+                yield result
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _photo_result(engine: Engine, src: Path, dst: Path, options: UpscaleOptions) -> PhotoResult:
+    """One photo of a set; whatever goes wrong with it becomes a line in its result."""
+    try:
+        photo = read_image(src)
+        return PhotoResult(src, dst, photo.size, _upscale_into(engine, photo, dst, options))
+    except F2IError as exc:
+        message = str(exc)
+    except MemoryError:
+        message = "out of memory; use a smaller input or tile"
+    except Exception as exc:  # a bug on one photo should not cost the others, unless debugging
+        if os.environ.get("F2I_MOBILE_DEBUG"):
+            raise
+        message = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+    named = message if message.startswith(str(src)) else f"{src}: {message}"
+    return PhotoResult(src, dst, error=named)

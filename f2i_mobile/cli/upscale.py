@@ -1,21 +1,28 @@
-"""`f2i-mobile upscale INPUT -o OUTPUT`: super-resolve one photo, tile by tile."""
+"""`f2i-mobile upscale INPUT -o OUTPUT`: super-resolve one photo, tile by tile;
+`f2i-mobile upscale INPUT... -o OUTDIR`: several photos or folders of them into a folder."""
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections import Counter
+from pathlib import Path
 
 from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, RUNNABLE, TORCH
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "upscale", help="super-resolve a photo (PNG, JPEG or TIFF)",
+        "upscale", help="super-resolve photos (PNG, JPEG, TIFF, WebP, HEIC, AVIF)",
         description="Super-resolve a photo tile by tile under a memory budget, on the torch "
-                    "model or an export's graphs; the output is streamed to disk.")
-    p.add_argument("input", help="PNG, JPEG or TIFF; 8 or 16 bit; gray, RGB, RGBA or palette")
+                    "model or an export's graphs; the output is streamed to disk. Several "
+                    "inputs, or a folder, go into the folder -o names.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="PNG, JPEG, TIFF, WebP, HEIC or AVIF (8 or 16 bit; gray, RGB, RGBA or "
+                        "palette), or a folder of them")
     p.add_argument("-o", "--output", required=True,
-                   help="output image (.png, .jpg or .tif); keeps the input's bit depth")
+                   help="output image (.png, .jpg, .tif, .webp or .heic; keeps the input's bit "
+                        "depth where the format can), or a folder for several inputs")
     p.add_argument("--model", default=None,
                    help="checkpoint folder (default: the bundled mobile model)")
     p.add_argument("--scale", type=float, default=None,
@@ -45,7 +52,17 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", default="fp32", help="artifact precision (default: fp32)")
     p.add_argument("--plan", action="store_true",
                    help="print the tile plan, FLOPs and peak memory estimate, and exit")
+    p.add_argument("--format", choices=("png", "jpg", "tif", "webp", "heic"), default=None,
+                   help="the outputs' type when -o is a folder (default: png); -o is then a folder")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose output exists (resumes an interrupted run)")
     p.set_defaults(run=run)
+
+
+def is_set(args) -> bool:
+    """Several photos into a folder, rather than one photo into -o FILE."""
+    return (len(args.inputs) > 1 or Path(args.inputs[0]).is_dir() or Path(args.output).is_dir()
+            or args.format is not None)
 
 
 def run(args) -> int:
@@ -58,21 +75,60 @@ def run(args) -> int:
         color_fix=args.color_fix, color_scope=args.color_scope, conditioning=args.conditioning,
         scale=args.scale, backend=args.backend, artifacts=args.artifacts,
         precision=args.precision, progress=True)
+    if is_set(args):
+        return run_set(args, options)
+    [source] = args.inputs
+    if args.skip_existing and not args.plan and Path(args.output).exists():
+        print(f"{source}: skipped, {args.output} exists")
+        return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         if args.plan:
-            job = plan_upscale(args.input, args.output, args.model, options)
+            job = plan_upscale(source, args.output, args.model, options)
             print(job.describe())
             result = None
         else:
-            result = upscale_file(args.input, args.output, args.model, options)
-    for w in caught:
-        if w.category.__name__ == "SeamWarning":
-            print(f"warning: {w.message}", file=sys.stderr)
+            result = upscale_file(source, args.output, args.model, options)
+    print_warnings(caught)
     if result is not None:
         photo, job = result
         for note in job.notes:
             print(note, file=sys.stderr)
         (w, h), (ow, oh) = photo.size, job.out_size
-        print(f"{args.input} ({w}x{h}) -> {args.output} ({ow}x{oh}), {job.plan.count} tiles")
+        print(f"{source} ({w}x{h}) -> {args.output} ({ow}x{oh}), {job.plan.count} tiles")
     return 0
+
+
+def run_set(args, options) -> int:
+    """Each failed photo is one line as it happens (above the set's progress bar); then one
+    summary line. Exit status 1 if any photo failed."""
+    from tqdm import tqdm
+
+    from f2i_mobile.core.errors import F2IError
+    from f2i_mobile.upscale import upscale_many
+
+    if args.plan:
+        raise F2IError("--plan takes one INPUT and -o FILE")
+    counts, notes = Counter(), {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        for result in upscale_many(args.inputs, args.output, args.model, options,
+                                   args.format or "png", args.skip_existing):
+            counts[result.status] += 1
+            if result.error:
+                tqdm.write(f"f2i-mobile: error: {result.error}", file=sys.stderr)
+            elif result.job:
+                notes.update(dict.fromkeys(result.job.notes))
+    print_warnings(caught)
+    for note in notes:  # the same for every photo, mostly: once each
+        print(note, file=sys.stderr)
+    print(f"{sum(counts.values())} photos -> {args.output}: {counts['written']} written, "
+          f"{counts['skipped']} skipped (output exists), {counts['failed']} failed")
+    return 1 if counts["failed"] else 0
+
+
+def print_warnings(caught) -> None:
+    """Seam warnings, each distinct one once (a set of photos repeats them)."""
+    for message in dict.fromkeys(str(w.message) for w in caught
+                                 if w.category.__name__ == "SeamWarning"):
+        print(f"warning: {message}", file=sys.stderr)
