@@ -196,6 +196,7 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
     # multiply-add on the activation, fed by float factors; in the statistics pass the
     # normalizations that measure their input stay float.
     from ai_edge_litert.interpreter import Interpreter
+
     from f2i_mobile.core.manifest import Manifest
 
     def ops(name):
