@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from f2i_mobile.core.samples import HRImage, bundled_images, folder_images
-from f2i_mobile.models import build_model, from_pretrained, preset
+from f2i_mobile.models import build_model, from_pretrained, preset, save_pretrained
 from f2i_mobile.train.config import TrainConfig, default_train_config
 from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation, DegradationConfig, DegradationOrder
@@ -68,11 +68,29 @@ def test_sr_stage_trains_only_the_adapters(images):
     assert names and all("lora_" in n for n in names)
     assert any(n.startswith("model.vae.encoder") for n in names)
     assert not any(n.startswith("model.vae.decoder") for n in names)
-    assert any(n.startswith("fake_unet") for n in names)
+    # The fake score is the critic, trained by its own optimizer: not among the stage's.
+    critic = [n for n, p in module.critic.named_parameters() if p.requires_grad]
+    assert critic and all("lora_" in n for n in critic)
+    assert not {id(p) for p in module.critic.trainable()} & {id(p) for p in module.trainable()}
 
 
 def _state(folder):
     return torch.load(folder / "state.pt", weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two checkpoints' state.pt hold the same networks, optimizer states and LR schedules."""
+    assert a["nets"].keys() == b["nets"].keys() == a["optimizers"].keys()
+    for net, tensors in a["nets"].items():
+        for key, value in tensors.items():
+            assert torch.equal(value, b["nets"][net][key]), (net, key)
+    for net, optimizer in a["optimizers"].items():
+        other = b["optimizers"][net]["state"]
+        assert optimizer["state"] and optimizer["state"].keys() == other.keys()
+        for i, s in optimizer["state"].items():
+            for k, v in s.items():
+                assert torch.equal(v, other[i][k]), (net, i, k)
+    assert a["schedules"] == b["schedules"]
 
 
 def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path, images):
@@ -86,13 +104,25 @@ def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path, ima
 
     a = _state(tmp_path / "a/checkpoints/step-0000004")
     b = _state(tmp_path / "b/checkpoints/step-0000004")
-    for key, value in a["stage"].items():
-        assert torch.equal(value, b["stage"][key]), key
-    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
-    for i, s in a["optimizer"]["state"].items():
-        for k, v in s.items():
-            assert torch.equal(v, b["optimizer"]["state"][i][k]), (i, k)
+    assert_same_state(a, b)
     assert a["ema"]["optimization_step"] == b["ema"]["optimization_step"] == 4
+    ma, mb = from_pretrained(straight), from_pretrained(resumed)
+    for (k, v), (_, w) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+def test_sr_resume_restores_the_generator_and_the_fake_score(tmp_path):
+    fm = save_pretrained(tiny_start(), tmp_path / "fm")
+    cfg = default_train_config("sr").replace(max_steps=2, checkpoint_every=1, batch=1, crop=32,
+                                             ema_decay=0.9)
+    straight = run_stage(cfg, str(tmp_path / "a"), init=str(fm), progress=False)
+    run_stage(cfg.replace(max_steps=1), str(tmp_path / "b"), init=str(fm), progress=False)
+    resumed = run_stage(cfg, str(tmp_path / "b"), init=str(fm), resume=True, progress=False)
+
+    a = _state(tmp_path / "a/checkpoints/step-0000002")
+    b = _state(tmp_path / "b/checkpoints/step-0000002")
+    assert set(a["nets"]) == {"generator", "critic"}
+    assert_same_state(a, b)
     ma, mb = from_pretrained(straight), from_pretrained(resumed)
     for (k, v), (_, w) in zip(ma.state_dict().items(), mb.state_dict().items()):
         assert torch.equal(v, w), k
