@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from f2i_mobile.core.errors import F2IError
+from f2i_mobile.train.data import DataConfig
 from f2i_mobile.train.degrade import DegradationConfig
 
 STAGES = ("vae", "fm", "sr")
@@ -42,6 +43,7 @@ class TrainConfig:
     vsd_weight: float = 0.01
     vsd_cfg: float = 7.5
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

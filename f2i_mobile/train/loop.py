@@ -64,7 +64,8 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
     wrapped = dict(zip(nets, prepared[:len(nets)]))
     optimizers = dict(zip(optimizers, prepared[len(nets):]))
     data = Crops(images, cfg.crop, cfg.batch, cfg.seed, Degradation(
-        replace(cfg.degradation, scale=model.config.scale)), rank=accelerator.process_index)
+        replace(cfg.degradation, scale=model.config.scale)), rank=accelerator.process_index,
+        config=cfg.data)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.num_workers,
                                          sampler=range(start, cfg.max_steps))
     bar = tqdm(total=cfg.max_steps, initial=start, desc=f"train {cfg.stage}", unit="step",
