@@ -4,7 +4,9 @@
     text      random strings in OpenCV's Hershey fonts, random colours, on a coloured ground
     lines     gratings (sine or square, any angle and period) or random line segments
     noise     coloured fractal noise: octaves of smoothed white noise, mixed across channels
-    patches   a chart of flat colour patches under a soft shading: held out, never trained on
+    patches   a chart of flat colour patches under a soft shading     } held out: never
+    scene     all of the above in one image: a textured colour field    } trained on
+              under shapes, lines and text
 
 Every image is a pure function of the generator it is drawn from. Training draws from its
 batch generator (`np.random.default_rng([seed, step, rank])`); the held-out images draw from
@@ -21,7 +23,7 @@ import numpy as np
 
 from f2i_mobile.core.errors import F2IError
 
-FAMILIES = ("gradient", "text", "lines", "noise", "patches")
+FAMILIES = ("gradient", "text", "lines", "noise", "patches", "scene")
 TRAINING_FAMILIES = ("gradient", "text", "lines", "noise")
 HELD_OUT_ENTROPY = 0x5EED_E7A1_0F_15
 HELD_OUT_SIZE = 512
@@ -35,7 +37,7 @@ def generate(family: str, size: int, rng: np.random.Generator) -> np.ndarray:
     if family not in FAMILIES:
         raise F2IError(f"unknown image family {family!r}; use one of {', '.join(FAMILIES)}")
     image = {"gradient": _gradient, "text": _text, "lines": _lines, "noise": _noise,
-             "patches": _patches}[family](size, rng)
+             "patches": _patches, "scene": _scene}[family](size, rng)
     return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
 
 
@@ -139,3 +141,33 @@ def _patches(size: int, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
     shading = 1.0 + rng.uniform(-0.15, 0.15) * (xx - 0.5) + rng.uniform(-0.15, 0.15) * (yy - 0.5)
     return image * shading[..., None]
+
+
+def _scene(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A textured colour field with flat and textured shapes, lines and text on it: detail at
+    every scale (bicubic does not reconstruct it) and large areas of one colour (where a cast
+    shows)."""
+    base = _gradient(size, rng) * 0.7 + _noise(size, rng) * 0.3
+    canvas = _to8(base)
+    for _ in range(int(rng.integers(4, 10))):
+        color = _color8(_colors(1, rng)[0])
+        x, y = (int(v) for v in rng.integers(0, size, 2))
+        r = int(rng.integers(size // 16, size // 4))
+        if rng.random() < 0.5:
+            cv2.circle(canvas, (x, y), r, color, -1, cv2.LINE_AA)
+        else:
+            cv2.rectangle(canvas, (x - r, y - r // 2), (x + r, y + r // 2), color, -1,
+                          cv2.LINE_AA)
+    for _ in range(int(rng.integers(3, 12))):
+        p, q = rng.integers(0, size, size=(2, 2))
+        cv2.line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])),
+                 _color8(_colors(1, rng)[0]), int(rng.integers(1, 4)), cv2.LINE_AA)
+    for _ in range(int(rng.integers(1, 4))):
+        line = "".join(rng.choice(list(CHARACTERS), size=int(rng.integers(4, 16))))
+        x, y = (int(v) for v in rng.integers(0, size * 3 // 4, 2))
+        cv2.putText(canvas, line, (x, y + size // 8), FONTS[rng.integers(len(FONTS))],
+                    rng.uniform(0.4, 1.5) * size / 256, _color8(_colors(1, rng)[0]),
+                    int(rng.integers(1, 3)), cv2.LINE_AA)
+    grain = rng.normal(0.0, rng.uniform(0.01, 0.03), (size, size, 1)).astype(np.float32)
+    return canvas.astype(np.float32) / 255.0 + grain
+
