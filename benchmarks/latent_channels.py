@@ -48,7 +48,7 @@ def main() -> None:
             model = from_pretrained(out)
             rows.append({"latent_channels": channels, "steps": args.steps,
                          "recon_psnr_y": reconstruction_psnr(model, held_out)})
-    bicubic = sum(s.bicubic_psnr for s in evaluate(model, held_out)) / len(held_out)
+    bicubic = sum(s.bicubic.psnr for s in evaluate(model, held_out)) / len(held_out)
     for r in rows:
         print(f"{r['latent_channels']:>2} latent channels: VAE reconstruction PSNR-Y "
               f"{r['recon_psnr_y']:.2f} dB after {r['steps']} steps "

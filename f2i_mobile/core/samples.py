@@ -2,8 +2,10 @@
 
 The bundled sets are scikit-image's own photographs and textures (`skimage/data`), split so
 that no image is in two of them: `TRAIN` for the training core, `CALIBRATION` (held in, a
-subset of TRAIN) for post-training quantization, `HELD_OUT` for `f2i-mobile eval`. Photos
-bundled with other packages are never used here. Torch-free.
+subset of TRAIN) for post-training quantization, `HELD_OUT` for `f2i-mobile eval` and the
+quantization check. `EVAL`, what `f2i-mobile eval` scores, is HELD_OUT plus generated images
+(`core.synthetic`) from a family training never draws (`patches`) and from generators training
+never creates. Photos bundled with other packages are never used here. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from f2i_mobile.core import synthetic
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.image import read_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
-# motorcycle_right is the other half of the motorcycle_left stereo pair: in no set.
+# Every colour photograph and texture scikit-image ships without extra downloads, except the
+# held-out ones; motorcycle_right is the other half of the motorcycle_left stereo pair: in no
+# set. (chelsea is also `cat`; the chessboards, `horse` and the microscopy stacks are left out.)
 TRAIN = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
     "retina", "brick", "grass", "gravel", "moon", "clock", "page", "text", "cell", "colorwheel",
+    "logo",
 )
 # Natural colour, faces, fur, stars, stain, fine textures.
 CALIBRATION = (
@@ -31,6 +37,13 @@ CALIBRATION = (
     "brick", "grass", "gravel", "retina",
 )
 HELD_OUT = ("motorcycle_left", "camera", "coins")
+# Generated held-out images, FAMILY-INDEX (`synthetic.held_out`), from the two families that
+# training never draws: strong colour where the held-out photographs are mostly gray. Smooth
+# images (gradients, low-frequency noise) are left out: bicubic reconstructs them to ~60 dB,
+# past the ceiling of any model that decodes through a VAE, and they would decide a PSNR
+# comparison alone.
+HELD_OUT_GENERATED = ("patches-0", "patches-1", "scene-0", "scene-1", "scene-2", "scene-3")
+EVAL = HELD_OUT + HELD_OUT_GENERATED
 BUNDLED = "bundled"  # the --data value that names the bundled training set
 
 
@@ -41,10 +54,15 @@ class HRImage:
 
 
 def bundled_images(names: tuple[str, ...] = TRAIN) -> list[HRImage]:
+    """scikit-image's images by name, and generated held-out ones by FAMILY-INDEX."""
     import skimage.data
 
     images = []
     for name in names:
+        family, _, index = name.partition("-")
+        if family in synthetic.FAMILIES and index.isdigit():
+            images.append(HRImage(name, synthetic.held_out(family, int(index))))
+            continue
         array = getattr(skimage.data, "stereo_motorcycle" if name == "motorcycle_left" else name)()
         if isinstance(array, tuple):
             array = array[0]

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from f2i_mobile.core.errors import F2IError
+from f2i_mobile.train.data import DataConfig
 from f2i_mobile.train.degrade import DegradationConfig
 
 STAGES = ("vae", "fm", "sr")
@@ -29,12 +30,20 @@ class TrainConfig:
     mixed_precision: str = "no"  # accelerate's: no, fp16, bf16
     # vae
     kl_weight: float = 1e-6
+    # fm: the share of samples trained on null tokens (zeros), as Stable Diffusion drops its
+    # captions: the unconditional score that the sr stage's guided real score needs.
+    cond_dropout: float = 0.1
     # sr: OSEDiff's losses. The perceptual term uses the conditioner's tokens (no pre-trained
-    # LPIPS network is available offline); VSD regularises against the frozen foundation U-Net.
+    # LPIPS network is available offline); VSD regularises against the frozen foundation U-Net,
+    # guided with OSEDiff's classifier-free guidance scale. The colour term is the MSE of 8x8
+    # block means, the low frequencies where a colour cast lives.
     pixel_weight: float = 1.0
     perceptual_weight: float = 0.1
+    color_weight: float = 1.0
     vsd_weight: float = 0.01
+    vsd_cfg: float = 7.5
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

@@ -4,9 +4,14 @@ over many), with a progress bar, EMA, periodic atomic checkpoints and exact resu
     OUT/checkpoints/step-0000500/   model/ (a loadable checkpoint), state.pt, trainer.json
     OUT/model/                      the final model (EMA weights where EMA is on)
 
-A checkpoint's `state.pt` holds the whole stage's tensors plus optimizer, LR schedule and EMA
-state: only tensors and plain containers, so it loads with `torch.load(weights_only=True)`.
-Batches and noise are functions of (seed, step, rank), so nothing else needs saving.
+A stage with a critic (the sr stage's fake score) is two networks with their own AdamW, LR
+schedule and gradient clipping: each step updates the stage, then the critic on what the stage
+generated, as OSEDiff does.
+
+A checkpoint's `state.pt` holds the whole stage's tensors, the critic's, and each network's
+optimizer and LR schedule, plus the EMA state: only tensors and plain containers, so it loads
+with `torch.load(weights_only=True)`. Batches and noise are functions of (seed, step, rank), so
+nothing else needs saving.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from f2i_mobile.train.stages import build_stage
 CHECKPOINTS = "checkpoints"
 
 
+GENERATOR, CRITIC = "generator", "critic"
+
+
 def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | Path,
           resume: bool = False, frozen_conditioner: bool = False,
           progress: bool = True) -> Path:
@@ -43,16 +51,21 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
     stage = build_stage(model, cfg, frozen_conditioner).train()
-    optimizer = torch.optim.AdamW(stage.trainable(), lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
-    schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps)
+    nets = {GENERATOR: stage} | ({CRITIC: stage.critic.train()} if stage.critic else {})
+    optimizers = {k: torch.optim.AdamW(net.trainable(), lr=cfg.learning_rate,
+                                       weight_decay=cfg.weight_decay) for k, net in nets.items()}
+    schedules = {k: get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.warmup_steps)
+                 for k, opt in optimizers.items()}
     ema = EMAModel(stage.ema_parameters(), decay=cfg.ema_decay) if cfg.ema_decay else None
-    start = load_checkpoint(out, stage, optimizer, schedule, ema, cfg) if resume else 0
+    start = load_checkpoint(out, nets, optimizers, schedules, ema, cfg) if resume else 0
     if start >= cfg.max_steps:
         raise F2IError(f"{out} is already at step {start}; raise --max-steps to go on")
-    stage, optimizer = accelerator.prepare(stage, optimizer)
+    prepared = accelerator.prepare(*nets.values(), *optimizers.values())
+    wrapped = dict(zip(nets, prepared[:len(nets)]))
+    optimizers = dict(zip(optimizers, prepared[len(nets):]))
     data = Crops(images, cfg.crop, cfg.batch, cfg.seed, Degradation(
-        replace(cfg.degradation, scale=model.config.scale)), rank=accelerator.process_index)
+        replace(cfg.degradation, scale=model.config.scale)), rank=accelerator.process_index,
+        config=cfg.data)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.num_workers,
                                          sampler=range(start, cfg.max_steps))
     bar = tqdm(total=cfg.max_steps, initial=start, desc=f"train {cfg.stage}", unit="step",
@@ -63,15 +76,16 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
             ((cfg.seed * 1_000_003 + step) * 1024 + accelerator.process_index) % 2**63)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
                  for k, v in batch.items()}
-        loss, logs = stage(batch, gen)
-        accelerator.backward(loss)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(accelerator.unwrap_model(stage).trainable(), cfg.grad_clip)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, logs = wrapped[GENERATOR](batch, gen)
+        update(accelerator, loss, nets[GENERATOR], optimizers[GENERATOR],
+               schedules[GENERATOR], cfg.grad_clip)
+        if CRITIC in wrapped:
+            critic_loss, critic_logs = wrapped[CRITIC](*stage.critic_inputs, gen)
+            update(accelerator, critic_loss, nets[CRITIC], optimizers[CRITIC], schedules[CRITIC],
+                   cfg.grad_clip)
+            logs |= critic_logs
         if ema is not None:
-            ema.step(accelerator.unwrap_model(stage).ema_parameters())
+            ema.step(stage.ema_parameters())
         done += 1
         rate = done * cfg.batch * accelerator.num_processes / (time.perf_counter() - tic)
         bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.4f}" for k, v in logs.items()},
@@ -80,23 +94,34 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(out, step + 1, accelerator.unwrap_model(stage), optimizer,
-                                schedule, ema, cfg)
+                save_checkpoint(out, step + 1, nets, optimizers, schedules, ema, cfg)
     bar.close()
-    final = accelerator.unwrap_model(stage)
     if accelerator.is_main_process:
         if ema is not None:
-            ema.copy_to(final.ema_parameters())
-        save_pretrained(final.model.eval(), out / "model")
+            ema.copy_to(stage.ema_parameters())
+        save_pretrained(stage.model.eval(), out / "model")
     return out / "model"
 
 
-def save_checkpoint(out: Path, step: int, stage, optimizer, schedule, ema, cfg) -> Path:
+def update(accelerator: Accelerator, loss: torch.Tensor, net, optimizer, schedule,
+           grad_clip: float) -> None:
+    """One network's backward, gradient clipping (its own norm) and optimizer step."""
+    accelerator.backward(loss)
+    if grad_clip:
+        accelerator.clip_grad_norm_(net.trainable(), grad_clip)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def save_checkpoint(out: Path, step: int, nets: dict, optimizers: dict, schedules: dict, ema,
+                    cfg) -> Path:
     folder = out / CHECKPOINTS / f"step-{step:07d}"
     with atomic_dir(folder) as tmp:
-        save_pretrained(stage.model, tmp / "model")
-        torch.save({"stage": stage.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
+        save_pretrained(nets[GENERATOR].model, tmp / "model")
+        torch.save({"nets": {k: net.state_dict() for k, net in nets.items()},
+                    "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
+                    "schedules": {k: s.state_dict() for k, s in schedules.items()},
                     "ema": ema.state_dict() if ema is not None else {}}, tmp / "state.pt")
         (tmp / "trainer.json").write_text(json.dumps(
             {"step": step, "train": cfg.to_dict()}, indent=2) + "\n")
@@ -112,7 +137,8 @@ def latest_checkpoint(out: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(out: Path, stage, optimizer, schedule, ema, cfg: TrainConfig) -> int:
+def load_checkpoint(out: Path, nets: dict, optimizers: dict, schedules: dict, ema,
+                    cfg: TrainConfig) -> int:
     folder = latest_checkpoint(out)
     if folder is None:
         raise F2IError(f"--resume: no checkpoint under {out / CHECKPOINTS}")
@@ -120,9 +146,13 @@ def load_checkpoint(out: Path, stage, optimizer, schedule, ema, cfg: TrainConfig
     if meta["train"]["stage"] != cfg.stage:
         raise F2IError(f"--resume: {folder} is a {meta['train']['stage']!r} run, not {cfg.stage!r}")
     state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-    stage.load_state_dict(state["stage"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
+    if set(state.get("optimizers", {})) != set(optimizers):
+        raise F2IError(f"--resume: {folder} was written by an older f2i-mobile (one optimizer "
+                       f"state, not one per network: {', '.join(optimizers)}); start the run afresh")
+    for k, net in nets.items():
+        net.load_state_dict(state["nets"][k])
+        optimizers[k].load_state_dict(state["optimizers"][k])
+        schedules[k].load_state_dict(state["schedules"][k])
     if ema is not None and state["ema"]:
         ema.load_state_dict(state["ema"])
     return int(meta["step"])

@@ -54,7 +54,8 @@ def starting_model(cfg: TrainConfig, config: F2IConfig, init: str | None,
 def fit_latent_scale(model: F2IDiffSR, images, cfg: TrainConfig, batches: int = 8) -> F2IDiffSR:
     """Set the VAE scaling factor to 1/std of its latents, as Stable Diffusion did, so that the
     diffusion stages see unit-variance latents."""
-    data = Crops(images, cfg.crop, cfg.batch, cfg.seed + 1, Degradation(DegradationConfig()))
+    data = Crops(images, cfg.crop, cfg.batch, cfg.seed + 1, Degradation(DegradationConfig()),
+                 config=cfg.data)
     latents = torch.cat([model.vae.encode(data[i]["hr"] * 2 - 1).latent_dist.mean
                          for i in range(batches)])
     factor = round(1.0 / float(latents.std()), 5)

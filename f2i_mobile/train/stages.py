@@ -3,9 +3,15 @@ accelerate can wrap it whole (DDP sees exactly the parameters the stage trains).
 
     vae  the autoencoder on HR crops: L1 of the posterior mean's reconstruction + a small KL
     fm   the foundation U-Net from scratch on VAE latents of HR crops, conditioned on the
-         conditioner's tokens of the (clean) LR view; the conditioner trains with it unless it
-         holds real DINOv2 weights
-    sr   the one-step network: LoRA on the U-Net and VAE encoder; pixel + perceptual + VSD
+         conditioner's tokens of the (clean) LR view, or on null tokens (zeros) for a share of
+         the samples so that it also learns the unconditional score that guidance needs; the
+         conditioner trains with it unless it holds real DINOv2 weights
+    sr   the one-step network: LoRA on the U-Net and VAE encoder; pixel + perceptual +
+         low-pass colour + VSD; its `critic` (the fake score) trains with its own optimizer
+
+A stage's `critic`, where it has one, is a second network trained after each step of the stage
+on what that step generated (`critic_inputs`), with its own optimizer, gradient clipping and
+loss; it is not a submodule, so that each is wrapped (DDP) and stepped on its own.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class Stage(nn.Module):
     def __init__(self, model: F2IDiffSR, cfg: TrainConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
+        self.critic: Critic | None = None
+        self.critic_inputs: tuple[torch.Tensor, ...] = ()
         for p in model.parameters():
             p.requires_grad_(False)
 
@@ -101,6 +109,8 @@ class FMStage(Stage):
         noise = torch.randn(z0.shape, generator=gen, device=z0.device)
         t = torch.randint(0, m.config.num_train_timesteps, (z0.shape[0],), generator=gen,
                           device=z0.device)
+        dropped = torch.rand(z0.shape[0], generator=gen, device=z0.device) < self.cfg.cond_dropout
+        tokens = torch.where(dropped.view(-1, 1, 1), torch.zeros_like(tokens), tokens)
         zt = self.scheduler.add_noise(z0, noise, t)
         target = noise if m.config.prediction_type == "epsilon" else \
             self.scheduler.get_velocity(z0, noise, t)
@@ -109,12 +119,45 @@ class FMStage(Stage):
         return loss, {"mse": loss.item()}
 
 
+class Critic(nn.Module):
+    """A network a stage trains alongside itself: forward(*stage.critic_inputs, gen) -> (loss,
+    logs)."""
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+class FakeScore(Critic):
+    """VSD's fake score: a copy of the foundation U-Net with its own LoRA, trained with the
+    diffusion loss on the generator's latents (detached) at its own timestep and noise."""
+
+    def __init__(self, unet: nn.Module, scheduler: DDPMScheduler, prediction_type: str):
+        super().__init__()
+        self.unet, self.scheduler, self.prediction_type = unet, scheduler, prediction_type
+
+    def x0(self, zt: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return x0_from(self.scheduler, self.prediction_type,
+                       self.unet(zt, t, encoder_hidden_states=tokens).sample, zt, t)
+
+    def forward(self, z, tokens, gen):
+        z, tokens = z.detach(), tokens.detach()
+        n, T = z.shape[0], self.scheduler.config.num_train_timesteps
+        noise = torch.randn(z.shape, generator=gen, device=z.device)
+        t = torch.randint(0, T, (n,), generator=gen, device=z.device)
+        zt = self.scheduler.add_noise(z, noise, t)
+        target = noise if self.prediction_type == "epsilon" else \
+            self.scheduler.get_velocity(z, noise, t)
+        loss = F.mse_loss(self.unet(zt, t, encoder_hidden_states=tokens).sample, target)
+        return loss, {"fake": loss.item()}
+
+
 class SRStage(Stage):
     """OSEDiff's one-step SR training, against the foundation model loaded in `model`.
 
     The SR adapters are injected into the model's U-Net and VAE encoder; the frozen base U-Net
-    (adapters switched off) is the real score, and a copy of it with its own adapters, trained
-    on the generator's latents, is the fake score of variational score distillation.
+    (adapters switched off) is the real score, with classifier-free guidance (`vsd_cfg`) between
+    the conditioner's tokens and null tokens, and a copy of it with its own adapters, trained on
+    the generator's latents, is the fake score of variational score distillation (the critic).
     """
 
     name = "sr"
@@ -125,15 +168,18 @@ class SRStage(Stage):
         if has_lora(model.unet):
             raise F2IError("the sr stage starts from a foundation-model checkpoint (the fm "
                            "stage's output), not one with SR adapters; use --resume to continue")
-        self.fake_unet = copy.deepcopy(model.unet)
+        fake_unet = copy.deepcopy(model.unet)
         add_lora(model.unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
         add_lora(model.vae, vae_encoder_lora_config(c.lora.rank, c.lora.alpha,
                                                     c.lora.vae_encoder_targets))
-        add_lora(self.fake_unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
+        add_lora(fake_unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
         for p in (*lora_parameters(model.unet), *lora_parameters(model.vae),
-                  *lora_parameters(self.fake_unet)):
+                  *lora_parameters(fake_unet)):
             p.requires_grad_(True)
         self.scheduler = noise_scheduler(model)
+        # Assigned past nn.Module's registration: the fake score is no submodule of the stage.
+        object.__setattr__(self, "critic", FakeScore(fake_unet, self.scheduler,
+                                                     c.prediction_type))
 
     def ema_parameters(self) -> list[nn.Parameter]:
         return lora_parameters(self.model.unet) + lora_parameters(self.model.vae)
@@ -145,38 +191,62 @@ class SRStage(Stage):
         z_h = stages["unet"](stages["encoder"](lr), tokens)  # unscaled
         sr = stages["decoder"](z_h)
         pixel = F.mse_loss(sr, hr)
+        # The low frequencies again on their own: a colour cast is a small per-pixel error but
+        # the whole of the low-pass difference.
+        color = F.mse_loss(low_pass(sr), low_pass(hr)) if cfg.color_weight else sr.new_zeros(())
         perceptual = F.mse_loss(m.conditioner(sr), m.conditioner(hr).detach()) \
             if cfg.perceptual_weight and m.conditioner.input_kind == "image" else sr.new_zeros(())
         z = z_h * m.config.vae.scaling_factor
-        vsd, fake = self._vsd(z, tokens, gen) if cfg.vsd_weight else (z.new_zeros(()),) * 2
-        loss = cfg.pixel_weight * pixel + cfg.perceptual_weight * perceptual \
-            + cfg.vsd_weight * vsd + fake
-        return loss, {"pixel": pixel.item(), "perc": perceptual.item(), "vsd": vsd.item()}
+        vsd = self.vsd_loss(z, tokens, *self.vsd_draw(z, gen)) if cfg.vsd_weight \
+            else z.new_zeros(())
+        self.critic_inputs = (z.detach(), tokens)
+        loss = cfg.pixel_weight * pixel + cfg.color_weight * color \
+            + cfg.perceptual_weight * perceptual + cfg.vsd_weight * vsd
+        return loss, {"pixel": pixel.item(), "color": color.item(), "perc": perceptual.item(),
+                      "vsd": vsd.item()}
 
-    def _vsd(self, z: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator):
-        """The VSD surrogate loss for the generator and the diffusion loss of the fake score."""
+    def vsd_draw(self, z: torch.Tensor, gen: torch.Generator):
+        """VSD's timestep (OSEDiff's 20 .. 980 of 1000) and noise."""
         n, T = z.shape[0], self.model.config.num_train_timesteps
         t = torch.randint(int(0.02 * T), int(0.98 * T), (n,), generator=gen, device=z.device)
-        noise = torch.randn(z.shape, generator=gen, device=z.device)
+        return t, torch.randn(z.shape, generator=gen, device=z.device)
+
+    def vsd_loss(self, z: torch.Tensor, tokens: torch.Tensor, t: torch.Tensor,
+                 noise: torch.Tensor) -> torch.Tensor:
+        """OSEDiff's surrogate: its gradient on z is (x0_fake - x0_real) / w, w the mean
+        |z - x0_real| per sample (DMD's normalisation keeps the scale independent of t)."""
         zt = self.scheduler.add_noise(z.detach(), noise, t)
         with torch.no_grad():
-            with adapters_off(self.model.unet):
-                real = self._x0(self.model.unet(zt, t, encoder_hidden_states=tokens).sample, zt, t)
-            fake = self._x0(self.fake_unet(zt, t, encoder_hidden_states=tokens).sample, zt, t)
-            # DMD's normalisation keeps the gradient's scale independent of the timestep.
+            real = self.real_x0(zt, t, tokens)
+            fake = self.critic.x0(zt, t, tokens)
             weight = (z.detach() - real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-4)
             grad = (fake - real) / weight
-        vsd = 0.5 * F.mse_loss(z, (z - grad).detach())
-        pred = self.fake_unet(zt, t, encoder_hidden_states=tokens).sample
-        target = noise if self.model.config.prediction_type == "epsilon" else \
-            self.scheduler.get_velocity(z.detach(), noise, t)
-        return vsd, F.mse_loss(pred, target)
+        return F.mse_loss(z, (z - grad).detach())
 
-    def _x0(self, pred, zt, t):
-        ab = self.scheduler.alphas_cumprod.to(zt.device)[t].view(-1, 1, 1, 1)
-        if self.model.config.prediction_type == "epsilon":
-            return (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
-        return ab.sqrt() * zt - (1 - ab).sqrt() * pred
+    def real_x0(self, zt: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The frozen foundation U-Net's x0, guided: uncond + cfg * (cond - uncond), the
+        unconditional prediction on null tokens (zeros of the tokens' shape)."""
+        with adapters_off(self.model.unet):
+            both = self.model.unet(torch.cat([zt, zt]), torch.cat([t, t]),
+                                   encoder_hidden_states=torch.cat([torch.zeros_like(tokens),
+                                                                    tokens])).sample
+        uncond, cond = both.chunk(2)
+        pred = uncond + self.cfg.vsd_cfg * (cond - uncond)
+        return x0_from(self.scheduler, self.model.config.prediction_type, pred, zt, t)
+
+
+def x0_from(scheduler: DDPMScheduler, prediction_type: str, pred: torch.Tensor, zt: torch.Tensor,
+            t: torch.Tensor) -> torch.Tensor:
+    """The clean latent a U-Net's prediction at (zt, t) implies."""
+    ab = scheduler.alphas_cumprod.to(zt.device)[t].view(-1, 1, 1, 1)
+    if prediction_type == "epsilon":
+        return (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
+    return ab.sqrt() * zt - (1 - ab).sqrt() * pred
+
+
+def low_pass(image: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """Block means of `block` x `block` pixels: the colour an image has at a coarse scale."""
+    return F.avg_pool2d(image, block)
 
 
 def condition(model: F2IDiffSR, lr: torch.Tensor, captions: list[str]) -> torch.Tensor:
