@@ -18,6 +18,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Measurements are cached per model in the user's cache; tests measure afresh, in their own.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="f2i-test-cache-")
 
+# Each xdist worker is a process with its own thread pools. Sized to share the cores, they do not
+# spin against each other: OpenMP's busy-wait makes an oversubscribed run many times slower.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "F2I_ORT_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 from f2i_mobile.core.quiet import quiet_libraries  # noqa: E402
 
 quiet_libraries()

@@ -55,6 +55,11 @@ class StatsSlot:
         """The recorded statistics, in the layout `apply` reads."""
         return torch.cat([self.recorded[i] for i in range(len(self.norms))], dim=1)
 
+    def clear(self) -> None:
+        """Drop the call's tensors: under torch.export they are fake, and a module holding one
+        can be neither deep-copied nor traced again."""
+        self.packed, self.recorded = None, {}
+
 
 class NormFactors(nn.Module):
     """Per-group mean and variance [N, G] -> the per-channel affine factors [N, C] of a GroupNorm.
@@ -137,7 +142,10 @@ class WithStats(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         *args, stats = inputs
         self.slot.apply(stats)
-        return self.inner(*args)
+        try:
+            return self.inner(*args)
+        finally:
+            self.slot.clear()
 
 
 class Statistics(nn.Module):
@@ -152,6 +160,10 @@ class Statistics(nn.Module):
     def forward(self, lr: torch.Tensor, tokens: torch.Tensor):
         for slot in self.slots.values():
             slot.measure()
-        latent = self.encoder(lr)
-        self.decoder(self.unet(latent, tokens))
-        return tuple(self.slots[g].pack() for g in ("encoder", "unet", "decoder"))
+        try:
+            latent = self.encoder(lr)
+            self.decoder(self.unet(latent, tokens))
+            return tuple(self.slots[g].pack() for g in ("encoder", "unet", "decoder"))
+        finally:
+            for slot in self.slots.values():
+                slot.clear()

@@ -88,7 +88,8 @@ def test_manifest_describes_every_graph_and_artifact(exported, tiny_model):
 def test_every_artifact_matches_torch(exported, tiny_model, backend):
     out, _ = exported
     results = [r for r in check_all(tiny_model, out).checks if r.backend == backend]
-    assert len(results) == (4 if backend == "coreml" else 5)
+    graphs = len(GRAPHS)
+    assert len(results) == (graphs if backend == "coreml" else graphs + 1)  # + end to end
     for r in results:
         if backend == "coreml":
             assert r.status == Status.SKIP and r.psnr is None
@@ -288,10 +289,10 @@ def test_tflite_fp16_has_half_weights_and_stays_close(exported, tiny_model, tmp_
     lowered = tflite.lower(graph_modules(tiny_model)["decoder"], spec, path, "fp16")
     assert "fp16" in lowered.details
     assert path.stat().st_size < 0.85 * (out / "tflite/decoder.tflite").stat().st_size
-    (latent,) = example_inputs(spec)
+    latent, stats = example_inputs(spec)
     run = Interpreter(model_path=str(path)).get_signature_runner()
-    (got,) = run(args_0=latent.permute(0, 2, 3, 1).numpy()).values()
-    ref = graph_modules(tiny_model)["decoder"](latent).detach().numpy()
+    (got,) = run(args_0=latent.permute(0, 2, 3, 1).numpy(), args_1=stats.numpy()).values()
+    ref = graph_modules(tiny_model)["decoder"](latent, stats).detach().numpy()
     assert psnr(np.transpose(got, (0, 3, 1, 2)), ref, 1.0) >= 45
 
 
