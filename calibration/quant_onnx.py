@@ -55,18 +55,21 @@ def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names
 
 
 def perturb_scale(path: Path, factor: float) -> str:
-    """Multiply the scale of the last activation QuantizeLinear (nearest the output, where no
-    normalization undoes it) by `factor`, leaving its DequantizeLinear as it was: the gate's
-    deliberately broken quantization, as a wrong calibration table gives. Returns the node's
+    """Multiply the scale of the QuantizeLinear on the graph's first input by `factor`, leaving
+    its DequantizeLinear as it was: the gate's deliberately broken quantization, as a wrong
+    calibration table gives. The input's, because the graph's normalizations take the photo's
+    statistics and so do not undo it. A factor below 1 saturates the input; above 1 it only
+    shrinks it, which an untrained test decoder, near constant, hardly shows. Returns the node's
     name."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    weights = {i.name for i in model.graph.initializer}
-    nodes = [n for n in model.graph.node
-             if n.op_type == "QuantizeLinear" and n.input[0] not in weights]
-    node = nodes[-1]
+    first = model.graph.input[0].name
+    node = next((n for n in model.graph.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] == first), None)
+    if node is None:
+        raise ValueError(f"{path.name}: its first input {first!r} is not quantized")
     scale = next(i for i in model.graph.initializer if i.name == node.input[1])
     broken = numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(factor),
                                      name=f"{scale.name}_x{factor:g}")
