@@ -183,6 +183,9 @@ DEFAULT_BACKENDS = tuple(name for name, b in BACKENDS.items() if b.default)
 # What can run the graphs of `upscale`: the model itself in torch, or an export's artifacts.
 TORCH = "torch"
 RUNNABLE = (TORCH, *(name for name, b in BACKENDS.items() if b.runs_here))
+# `upscale`'s default backend: the fastest faithful runtime this machine has, the model's graphs
+# built for it once (`f2i_mobile.export.cache.resolve` decides which).
+AUTO = "auto"
 
 
 def backend(name: str) -> Backend:
