@@ -132,6 +132,10 @@ def cached_graphs(folder: Path, tile: int, progress: bool = False) -> Path:
     failed = failure_file(out)
     if failed.is_file():
         raise BuildFailed(f"{failed.read_text().strip()}; delete {failed} to try again")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home, say: try again next time
+        raise BuildFailed(f"cannot write {out.parent}: {exc.strerror or exc}") from None
     name = out.name.rsplit("-", 1)[0]
     if progress:
         print(f"building the ONNX graphs for {name} once ({BUILD_TIME}), cached in {out}",
@@ -141,7 +145,7 @@ def cached_graphs(folder: Path, tile: int, progress: bool = False) -> Path:
         _build(folder, out, tile, progress)
     except _AlreadyBuilt:
         pass
-    except OSError as exc:  # a read-only or full cache: try again next time
+    except OSError as exc:  # a full disk, say: try again next time
         raise BuildFailed(f"cannot write {out.parent}: {exc.strerror or exc}") from None
     except Exception as exc:
         reason = f"export failed: {' '.join(str(exc).split())[:300] or type(exc).__name__}"
