@@ -36,7 +36,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from f2i_mobile.core.atomic import atomic_dir
-from f2i_mobile.core.contract import AUTO, TORCH
+from f2i_mobile.core.contract import AUTO, AUTO_TILE, TORCH
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import FORMAT as MANIFEST_FORMAT
 from f2i_mobile.core.manifest import MANIFEST, Manifest, sha256_path
@@ -46,9 +46,6 @@ from f2i_mobile.tiling.cache import cache_dir
 from f2i_mobile.upscale import UpscaleOptions
 
 BACKEND, PRECISION = "onnx", "fp32"  # what the default path builds and runs
-# LR tile edge the default path exports (a multiple of 64, so of any model's LR multiple); the
-# fastest of 128, 192 and 256 for the bundled model on this 2-core CPU (benchmarks/onnx_tiles.py).
-AUTO_TILE = 192
 # Exported runtimes, fastest first on this CPU at fp32 (ONNX Runtime, ExecuTorch XNNPACK, LiteRT).
 PREFERENCE = ("onnx", "executorch", "tflite")
 # What the export needs besides torch, and what runs its graphs.
@@ -84,7 +81,7 @@ def resolve(model_path: str | Path | None, options: UpscaleOptions,
     missing = [p for p in BUILD_PACKAGES if importlib.util.find_spec(p) is None]
     if missing:
         return on_torch, [f"note: {', '.join(missing)} not installed (pip install "
-                          f"'f2i-mobile[export]' for the faster ONNX Runtime path); running the "
+                          f"{' '.join(missing)}: the faster ONNX Runtime path); running the "
                           f"torch model"]
     try:
         out = cached_graphs(folder, tile, progress=options.progress)

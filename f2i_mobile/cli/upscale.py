@@ -8,7 +8,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from f2i_mobile.core.contract import AUTO, DEFAULT_COLOR_FIX, RUNNABLE
+from f2i_mobile.core.contract import AUTO, AUTO_TILE, DEFAULT_COLOR_FIX, RUNNABLE
 
 
 def add_parser(sub) -> None:
@@ -28,8 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scale", type=float, default=None,
                    help="output size / input size (default: the model's scale, 4)")
     p.add_argument("--tile", type=int, default=None,
-                   help="tile edge in LR px (default: 192, or the model's tile when larger, on "
-                        "the default backend; the model's, 128 for mobile, with --backend torch)")
+                   help=f"tile edge in LR px (default: {AUTO_TILE}, or the model's tile when "
+                        f"larger, on the default backend; the model's, 128 for mobile, with "
+                        f"--backend torch; an export's own with --artifacts)")
     p.add_argument("--overlap", type=int, default=None,
                    help="tile overlap in LR px (default: seam-safe for the measured receptive "
                         "field)")
