@@ -5,8 +5,9 @@ and achieved GFLOP/s against this machine's matrix-product peak, all measured in
     python benchmarks/tiling_bench.py --case b        # case b: 4000x3000 -> 16000x12000 (TIFF)
     python benchmarks/tiling_bench.py --case a --case b --budget 2GiB
 
-Each case is `f2i-mobile upscale` in a subprocess under `/usr/bin/time -v` with the bundled model
-(or the untrained seed-0 mobile model when no checkpoint is bundled; the bench says which). The
+Each case is `f2i-mobile upscale --backend torch` in a subprocess under `/usr/bin/time -v` with
+the bundled model (or the untrained seed-0 mobile model when no checkpoint is bundled; the bench
+says which); benchmarks/default_path.py times the default backend and the others. The
 work (GFLOPs) comes from the tile plan (`--plan`, the graphs' FLOPs counted by torch), so
 GFLOP/s counts the tile overlap as work done. Without `--case b`, case b is extrapolated from
 case a's GFLOP/s and b's plan. Writes benchmarks/results/tiling.json.
@@ -15,11 +16,13 @@ case a's GFLOP/s and b's plan. Writes benchmarks/results/tiling.json.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,27 +57,43 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "f2i_mobile.cli", "upscale", *args]
 
 
+@dataclass
+class Timed:
+    seconds: float  # wall clock
+    peak_rss_bytes: int
+    stdout: str
+    stderr: str
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Timed:
+    """`cmd` under `/usr/bin/time -v`: wall seconds and peak resident memory (the process and
+    what it waited for). Exits with the command's last lines when it fails."""
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env})
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip().splitlines()[-25:]}")
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", proc.stderr)
+    seconds = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall.group(1).split(":"))))
+    return Timed(seconds, rss_kb * 1024, proc.stdout, proc.stderr)
+
+
 def run_case(name: str, budget: str, work: Path, execute: bool) -> dict:
     size, suffix = CASES[name]
     src, dst = work / f"{name}_lr.png", work / f"{name}_sr{suffix}"
     make_input(size, src)
-    plan = subprocess.run(cli(str(src), "-o", str(dst), "--memory-budget", budget, "--plan"),
-                          capture_output=True, text=True, check=True)
+    torch = ("--backend", "torch")
+    plan = subprocess.run(cli(str(src), "-o", str(dst), *torch, "--memory-budget", budget,
+                              "--plan"), capture_output=True, text=True, check=True)
     gflops = float(re.search(r"GFLOPs: ([\d.]+) in all", plan.stdout).group(1))
     result = {"case": name, "input": f"{size[0]}x{size[1]}",
               "output": f"{size[0] * 4}x{size[1] * 4}", "budget": budget, "gflops": gflops,
               "plan": plan.stdout.strip(), "warnings": plan.stderr.strip()}
     if not execute:
         return result
-    proc = subprocess.run(["/usr/bin/time", "-v", *cli(str(src), "-o", str(dst),
-                                                         "--memory-budget", budget)],
-                          capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"case {name} failed: {proc.stderr.strip().splitlines()[-25:]}")
-    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", proc.stderr)
-    seconds = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall.group(1).split(":"))))
-    result.update(seconds=seconds, peak_rss_bytes=rss_kb * 1024,
+    run = timed(cli(str(src), "-o", str(dst), *torch, "--memory-budget", budget))
+    seconds = run.seconds
+    result.update(seconds=seconds, peak_rss_bytes=run.peak_rss_bytes,
                   output_bytes=dst.stat().st_size,
                   s_per_output_mp=seconds / (size[0] * size[1] * 16 / 1e6),
                   gflops_per_s=gflops / seconds)

@@ -8,6 +8,7 @@
     lowering.py    backend name -> its `lower`, and the vendor SDK check
     pipeline.py    model -> OUT/<backend>/<graph>.<ext> + OUT/manifest.json
     parity.py      every float artifact against torch, per graph and end to end
+    cache.py       `upscale`'s default path: the ONNX graphs built once into the user's cache
 
 Each backend module has `lower(module, spec, path, precision) -> Lowered`; what a backend is
 (extension, where it runs, its schemes) is the contract's (`f2i_mobile.core.contract`).

@@ -4,6 +4,9 @@
 
 `open_engine` picks what runs the graphs (the torch model, or an export's artifacts through a
 runtime) and what the planner knows of it (tile, LR multiple, receptive field, memory costs).
+`backend="auto"` (the CLI's default) is settled there, when the first photo runs, by the
+`resolve` the options carry: the CLI passes `f2i_mobile.export.cache.resolve`, which builds the
+model's ONNX graphs once into the user's cache (this module sits below export and cannot).
 `plan_job` decides everything before any tile runs: the output's size and whether it is
 streamed or assembled in memory, the overlap, the tile plan and a schedule that fits the memory
 budget (or one line saying it cannot). The scheduler then yields output bands, colour-fixed per
@@ -18,15 +21,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, RUNNABLE, TORCH
+from f2i_mobile.core.contract import AUTO, DEFAULT_COLOR_FIX, RUNNABLE, TORCH
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.image import (
     READ_SUFFIXES,
@@ -73,14 +76,21 @@ class UpscaleOptions:
     color_scope: str = "tile"  # tile | image (image: the whole output is held in memory)
     conditioning: str = "image"  # image | tile (see tiling.scheduler)
     scale: float | None = None
-    backend: str = TORCH
+    backend: str = TORCH  # torch, an exported backend (with `artifacts`), or auto (`resolve`)
     artifacts: str | None = None  # export folder (backends other than torch)
     precision: str = "fp32"
     progress: bool = False
+    # For backend auto: (model path, these options) -> the options with a concrete backend, and
+    # notes on the choice; `f2i_mobile.export.cache.resolve` (`export.cache.default_options`).
+    resolve: Callable[[str | Path | None, UpscaleOptions],
+                      tuple[UpscaleOptions, list[str]]] | None = field(default=None, repr=False)
 
     def check(self) -> None:
-        if self.backend not in RUNNABLE:
-            raise F2IError(f"--backend must be one of {', '.join(RUNNABLE)}, "
+        if self.backend == AUTO and self.resolve is None:
+            raise F2IError("backend auto needs a resolver: f2i_mobile.export.cache.default_options()"
+                           " gives options that carry one")
+        if self.backend not in (*RUNNABLE, AUTO):
+            raise F2IError(f"--backend must be one of {', '.join((AUTO, *RUNNABLE))}, "
                            f"not {self.backend!r}")
         if self.color_fix not in METHODS:
             raise F2IError(f"--color-fix must be one of {', '.join(METHODS)}, "
@@ -102,6 +112,7 @@ class Engine:
     origin: str = ""
     model: object = None  # the torch model, when the runner runs it
     manifest: Manifest | None = None  # the export's, when the runner runs its artifacts
+    notes: list[str] = field(default_factory=list)  # why this runtime (backend auto)
 
     @property
     def weights_resident(self) -> bool:
@@ -129,6 +140,16 @@ class Engine:
 
 def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=None) -> Engine:
     options.check()
+    notes: list[str] = []
+    if options.backend == AUTO:
+        options, notes = options.resolve(model_path, options)
+        options.check()
+    engine = _open_engine(model_path, options, model)
+    engine.notes = notes
+    return engine
+
+
+def _open_engine(model_path: str | Path | None, options: UpscaleOptions, model) -> Engine:
     if options.backend == TORCH:
         from f2i_mobile.models.checkpoint import load_model, lr_multiple
         from f2i_mobile.runners.torch_runner import TorchRunner
@@ -211,7 +232,7 @@ def _overlap(engine: Engine, size: tuple[int, int], options: UpscaleOptions,
     one_tile = plan_tiles(*size, scale=engine.scale, tile=engine.tile, overlap=0,
                           multiple=engine.multiple).count == 1
     rf = None if one_tile else engine.receptive_field
-    notes = []
+    notes = list(engine.notes)
     if rf is not None and rf.saturated:
         notes.append(f"note: the receptive field reached across the {rf.probe} px probe; it may "
                      f"be wider than {rf.chain} LR px")

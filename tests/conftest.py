@@ -7,9 +7,12 @@ shared `exported` fixture), quantize or run fidelity gates. CI runs both.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,18 @@ TINY_IO = {"conditioner": (["lr"], ["tokens"]),
            "encoder": (["lr", "encoder_stats"], ["latent"]),
            "unet": (["latent", "tokens", "unet_stats"], ["latent_sr"]),
            "decoder": (["latent_sr", "decoder_stats"], ["sr"])}
+
+
+def upscale(args, capsys) -> tuple[int, str, str]:
+    """`f2i-mobile upscale ARGS` in this process: exit code, stdout, stderr. On torch unless
+    ARGS name a backend: tests that are not about the runtime stay off the default path, whose
+    first run exports the model to ONNX (minutes; tests/cli/test_default_path.py covers it)."""
+    from f2i_mobile.cli import main
+
+    args = [str(a) for a in args]
+    code = main(["upscale", *args, *([] if "--backend" in args else ["--backend", "torch"])])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def randomize_lora(model, seed: int = 0, std: float = 0.05) -> None:
@@ -91,6 +106,12 @@ def tiny_checkpoint(tmp_path_factory, tiny_model):
     return save_pretrained(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """The run's temporary folder, shared by its pytest-xdist workers."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None):
     """The tiny checkpoint exported once per test run, also when pytest-xdist runs the tests in
     several workers: the first worker to ask exports under a file lock, in the run's shared
@@ -101,9 +122,7 @@ def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None)
     from f2i_mobile.export.pipeline import check_backends, export_model
     from f2i_mobile.models import from_pretrained
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by the workers of this run
+    root = shared_root(tmp_path_factory)
     out, done = root / f"{name}-export", root / f"{name}-export.done"
     with FileLock(str(root / f"{name}-export.lock")):
         if not done.exists():
@@ -121,8 +140,48 @@ def exported(tmp_path_factory, tiny_checkpoint):
     return shared_export(tmp_path_factory, tiny_checkpoint, "all", None)
 
 
+@dataclass
+class DefaultPath:
+    """A user's first `f2i-mobile upscale` of the tiny checkpoint without `--backend`."""
+
+    cache_home: Path  # its XDG_CACHE_HOME, which holds the graphs it built
+    export: Path  # the cached ONNX export in it
+    photo: Path  # the photo it upscaled (40x32: 12 tiles of 16 px)
+    output: Path
+    stderr: str
+
+
 @pytest.fixture(scope="session")
-def onnx_export(tmp_path_factory, tiny_checkpoint):
-    """The tiny checkpoint exported to ONNX alone: for the fast tier's tests of readers of a
-    real export."""
-    return shared_export(tmp_path_factory, tiny_checkpoint, "onnx", "onnx")
+def default_path(tmp_path_factory, tiny_checkpoint) -> DefaultPath:
+    """The tiny checkpoint's first run on the default path, at its own tile (16): it builds the
+    ONNX graphs into a cache shared by the run's workers (under a file lock, once per run; the
+    export takes minutes), which `onnx_export` also hands out. Tests of the default path run it
+    again with this cache (`XDG_CACHE_HOME`); every other test keeps its own cache."""
+    import numpy as np
+    from filelock import FileLock
+    from PIL import Image
+
+    root = shared_root(tmp_path_factory)
+    home, record = root / "default-path-cache", root / "default-path.json"
+    photo, output = root / "default-path-in.png", root / "default-path-out.png"
+    with FileLock(str(root / "default-path.lock")):
+        if not record.exists():
+            rng = np.random.default_rng(0)
+            Image.fromarray((rng.random((32, 40, 3)) * 255).astype(np.uint8)).save(photo)
+            r = subprocess.run(CLI + ["upscale", str(photo), "-o", str(output), "--model",
+                                      str(tiny_checkpoint), "--tile", "16"],
+                               env={**os.environ, "XDG_CACHE_HOME": str(home)},
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            record.write_text(json.dumps({"stderr": r.stderr}))
+    [export] = [p for p in (home / "f2i-mobile" / "exports").iterdir() if p.is_dir()]
+    return DefaultPath(home, export, photo, output, json.loads(record.read_text())["stderr"])
+
+
+@pytest.fixture(scope="session")
+def onnx_export(default_path):
+    """The tiny checkpoint exported to ONNX alone (by the default path's cached build: one
+    export for both): for the fast tier's tests of readers of a real export."""
+    from f2i_mobile.core.manifest import Manifest
+
+    return default_path.export, Manifest.load(default_path.export)

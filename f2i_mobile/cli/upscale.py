@@ -8,7 +8,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from f2i_mobile.core.contract import DEFAULT_COLOR_FIX, RUNNABLE, TORCH
+from f2i_mobile.core.contract import AUTO, AUTO_TILE, DEFAULT_COLOR_FIX, RUNNABLE
 
 
 def add_parser(sub) -> None:
@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scale", type=float, default=None,
                    help="output size / input size (default: the model's scale, 4)")
     p.add_argument("--tile", type=int, default=None,
-                   help="tile edge in LR px (default: the model's, 128 for mobile)")
+                   help=f"tile edge in LR px (default: {AUTO_TILE}, or the model's tile when "
+                        f"larger, on the default backend; the model's, 128 for mobile, with "
+                        f"--backend torch; an export's own with --artifacts)")
     p.add_argument("--overlap", type=int, default=None,
                    help="tile overlap in LR px (default: seam-safe for the measured receptive "
                         "field)")
@@ -45,8 +47,10 @@ def add_parser(sub) -> None:
                    help="colour fix per tile, or over the whole output (held in memory)")
     p.add_argument("--conditioning", choices=("image", "tile"), default="image",
                    help="conditioner tokens from the whole photo (default, seamless) or per tile")
-    p.add_argument("--backend", choices=RUNNABLE, default=TORCH,
-                   help="what runs the graphs (default: torch)")
+    p.add_argument("--backend", choices=(AUTO, *RUNNABLE), default=AUTO,
+                   help="what runs the graphs (default: auto, the fastest here: the model's "
+                        "graphs exported to ONNX once, cached, run by ONNX Runtime; torch when "
+                        "onnxruntime is missing; with --artifacts, the fastest runtime there)")
     p.add_argument("--artifacts", default=None, metavar="OUT",
                    help="export folder with manifest.json (backends other than torch)")
     p.add_argument("--precision", default="fp32", help="artifact precision (default: fp32)")
@@ -67,6 +71,7 @@ def is_set(args) -> bool:
 
 def run(args) -> int:
     from f2i_mobile.core.planner import parse_size
+    from f2i_mobile.export.cache import resolve
     from f2i_mobile.upscale import UpscaleOptions, plan_upscale, upscale_file
 
     options = UpscaleOptions(
@@ -74,7 +79,7 @@ def run(args) -> int:
         memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
         color_fix=args.color_fix, color_scope=args.color_scope, conditioning=args.conditioning,
         scale=args.scale, backend=args.backend, artifacts=args.artifacts,
-        precision=args.precision, progress=True)
+        precision=args.precision, progress=True, resolve=resolve)
     if is_set(args):
         return run_set(args, options)
     [source] = args.inputs

@@ -183,6 +183,13 @@ DEFAULT_BACKENDS = tuple(name for name, b in BACKENDS.items() if b.default)
 # What can run the graphs of `upscale`: the model itself in torch, or an export's artifacts.
 TORCH = "torch"
 RUNNABLE = (TORCH, *(name for name, b in BACKENDS.items() if b.runs_here))
+# `upscale`'s default backend: the fastest faithful runtime this machine has, the model's graphs
+# built for it once (`f2i_mobile.export.cache.resolve` decides which).
+AUTO = "auto"
+# The LR tile the default path runs (the model's own tile when larger): a multiple of 32, so of
+# any model's LR multiple; the fastest for the bundled model through ONNX Runtime on a 2-core
+# CPU of the tiles measured (benchmarks/onnx_tiles.py).
+AUTO_TILE = 192
 
 
 def backend(name: str) -> Backend:

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from f2i_mobile.core.atomic import atomic_dir
 from f2i_mobile.core.errors import F2IError
+from f2i_mobile.core.model_files import CONFIG_FILE, FORMAT, config_header, model_folder
 from f2i_mobile.models.conditioner import build_conditioner
 from f2i_mobile.models.config import F2IConfig
 from f2i_mobile.models.lora import (
@@ -40,32 +41,13 @@ from f2i_mobile.models.sr import F2IDiffSR
 from f2i_mobile.models.unet import build_unet
 from f2i_mobile.models.vae import build_vae, load_vae
 
-FORMAT = "f2i-mobile-checkpoint/1"
-CONFIG_FILE = "f2i_config.json"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
-
-
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "mobile"
-
-
-def bundled_models() -> dict[str, Path]:
-    """The checkpoints that ship with the package, by name."""
-    return {p.name: p for p in sorted(WEIGHTS.iterdir()) if (p / CONFIG_FILE).is_file()} \
-        if WEIGHTS.is_dir() else {}
 
 
 def load_model(name_or_path: str | Path | None = None) -> F2IDiffSR:
     """The one way to get a model: a checkpoint folder, the name of a bundled checkpoint
     (`mobile`), or the bundled default for None."""
-    name_or_path = DEFAULT_MODEL if name_or_path is None else name_or_path
-    path, bundled = Path(name_or_path), bundled_models()
-    if not path.exists() and str(name_or_path) in bundled:
-        path = bundled[str(name_or_path)]
-    if not path.exists():
-        raise F2IError(f"model {name_or_path}: no such folder, and not a bundled model "
-                       f"({', '.join(bundled) or 'none installed'})")
-    return from_pretrained(path)
+    return from_pretrained(model_folder(name_or_path))
 
 
 def lr_multiple(config: F2IConfig) -> int:
@@ -132,17 +114,7 @@ def from_pretrained(folder: str | Path) -> F2IDiffSR:
 
 
 def read_header(folder: Path) -> tuple[F2IConfig, dict]:
-    path = folder / CONFIG_FILE
-    if not folder.is_dir():
-        raise F2IError(f"model folder {folder} does not exist")
-    if not path.is_file():
-        raise F2IError(f"{folder} is not an f2i-mobile checkpoint (no {CONFIG_FILE})")
-    try:
-        header = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise F2IError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise F2IError(f"{path}: unknown checkpoint format (expected {FORMAT})")
+    header = config_header(folder)
     return F2IConfig.from_dict(header["config"]), header.get("metadata", {})
 
 

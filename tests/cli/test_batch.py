@@ -8,10 +8,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import upscale
 from PIL import Image
 
 from f2i_mobile import upscale as upscale_mod
-from f2i_mobile.cli import main
 from f2i_mobile.core.image import heif_support
 from f2i_mobile.upscale import UpscaleOptions, upscale_many
 
@@ -22,12 +22,6 @@ def photo(path, seed=0, fmt=None):
     rgb = (np.random.default_rng(seed).random((9, 13, 3)) * 255).astype(np.uint8)
     Image.fromarray(rgb).save(path, format=fmt, quality=95)
     return path
-
-
-def upscale(args, capsys):
-    code = main(["upscale", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def errors(err: str) -> list[str]:

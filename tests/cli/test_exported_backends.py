@@ -40,7 +40,10 @@ def photos(tmp_path_factory):
 
 
 def _upscale(args, output):
-    r = subprocess.run(CLI + ["upscale", *args, "-o", str(output)], capture_output=True, text=True)
+    """`upscale ARGS` in a subprocess; torch unless ARGS name a backend."""
+    backend = [] if "--backend" in args else ["--backend", "torch"]
+    r = subprocess.run(CLI + ["upscale", *args, *backend, "-o", str(output)], capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     # the export's manifest carries the receptive field: no note that seams went unchecked
     assert "not measured" not in r.stderr, r.stderr

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from conftest import upscale
 from PIL import Image, ImageCms, features
 
-from f2i_mobile.cli import main
 from f2i_mobile.core import image as image_io
 from f2i_mobile.core.image import heif_support, read_image
 
@@ -36,12 +36,6 @@ def halves(h=9, w=13) -> np.ndarray:
 
 def save(array: np.ndarray, path, fmt: str, **options) -> None:
     Image.fromarray(array).save(path, format=fmt, quality=95, **options)
-
-
-def upscale(args, capsys):
-    code = main(["upscale", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def no_leftovers(folder) -> bool:

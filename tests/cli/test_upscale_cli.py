@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from conftest import upscale
 from PIL import Image
 
 from f2i_mobile.cli import main
@@ -20,12 +21,6 @@ from f2i_mobile.core.image import read_image
 
 def rgb8(h=9, w=13, seed=0):
     return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
-
-
-def upscale(args, capsys):
-    code = main(["upscale", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- inputs of every supported kind, written by real encoders ---

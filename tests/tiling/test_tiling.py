@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from conftest import make_manifest
+from conftest import make_manifest, upscale
 from PIL import Image
 
-from f2i_mobile.cli import main
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.image import Photo
 from f2i_mobile.core.imaging import pad_reflect
@@ -98,12 +97,6 @@ def test_both_orders_batches_and_spilling_give_the_same_output(engine):
 
 
 # --- the command line ---
-
-def upscale(args, capsys):
-    code = main(["upscale", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.mark.parametrize("kind", ["rgba", "gray16", "one_pixel", "rgb_small"])
 def test_cli_tiles_every_kind_of_input(kind, tmp_path, tiny_checkpoint, capsys):

@@ -1,0 +1,134 @@
+"""`f2i-mobile upscale` without `--backend`: the model's graphs exported to ONNX once into the
+user's cache and run by ONNX Runtime, the torch model where that cannot be, and the same output
+either way. One export of the tiny checkpoint serves every test here (`default_path`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CLI, upscale
+from PIL import Image
+
+from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.fidelity import psnr
+from f2i_mobile.core.manifest import Manifest
+from f2i_mobile.export.cache import AUTO_TILE, cache_folder, failure_file
+
+BUILDING = "building the ONNX graphs for tiny once"
+
+
+def pixels(path):
+    return np.asarray(Image.open(path), dtype=np.float64)
+
+
+def test_first_run_builds_the_graphs_once_and_later_runs_reuse_them(default_path,
+                                                                    tiny_checkpoint, tmp_path,
+                                                                    monkeypatch):
+    """The first run says, in one line, that it builds and where it caches; the cache is an
+    export folder keyed by the checkpoint's files, with nothing half-written beside it. A second
+    run builds nothing, imports no torch, gives the same image, and agrees with the torch path at
+    the same tile at 50 dB or more."""
+    first = default_path.stderr.splitlines()
+    assert sum(BUILDING in line for line in first) == 1
+    assert any(str(default_path.export) in line for line in first if BUILDING in line)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(default_path.cache_home))
+    assert cache_folder(tiny_checkpoint, 16) == default_path.export  # by content, not by path
+    manifest = Manifest.load(default_path.export)
+    assert manifest.tile == 16 and ("onnx", "fp32") in manifest.variants()
+    assert {a.graph for a in manifest.artifacts} == set(GRAPHS)
+    assert not [p.name for p in default_path.export.parent.rglob(".*")]  # no work folders
+
+    again = tmp_path / "again.png"
+    run = ("import sys\nfrom f2i_mobile.cli import main\n"
+           "code = main(['upscale', *sys.argv[1:]])\n"
+           "print('torch imported' if 'torch' in sys.modules else 'torch-free')\n"
+           "sys.exit(code)\n")
+    r = subprocess.run([sys.executable, "-c", run, str(default_path.photo), "-o", str(again),
+                        "--model", str(tiny_checkpoint), "--tile", "16"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert BUILDING not in r.stderr and "torch-free" in r.stdout
+    assert np.array_equal(pixels(again), pixels(default_path.output))
+
+    reference = tmp_path / "torch.png"
+    r = subprocess.run(CLI + ["upscale", str(default_path.photo), "-o", str(reference),
+                              "--model", str(tiny_checkpoint), "--tile", "16",
+                              "--backend", "torch"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert pixels(reference).shape == (128, 160, 3)
+    assert psnr(pixels(again), pixels(reference), 255.0) >= 50
+
+
+def test_auto_with_artifacts_runs_the_fastest_runtime_they_hold(onnx_export, default_path,
+                                                                tmp_path, capsys):
+    out, _ = onnx_export
+    code, _, err = upscale([default_path.photo, "-o", tmp_path / "auto.png", "--artifacts", out,
+                            "--backend", "auto"], capsys)
+    assert code == 0, err
+    code, _, err = upscale([default_path.photo, "-o", tmp_path / "onnx.png", "--artifacts", out,
+                            "--backend", "onnx"], capsys)
+    assert code == 0, err
+    assert np.array_equal(pixels(tmp_path / "auto.png"), pixels(tmp_path / "onnx.png"))
+    code, _, err = upscale([default_path.photo, "-o", tmp_path / "x.png", "--artifacts", out,
+                            "--backend", "auto", "--precision", "w8a8"], capsys)
+    assert code == 1 and "no complete w8a8 export" in err and len(err.splitlines()) == 1
+
+
+def _block_onnxruntime(monkeypatch, tmp_path, tiny_checkpoint):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    return "onnxruntime not installed"
+
+
+def _unwritable_cache(monkeypatch, tmp_path, tiny_checkpoint):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file" / "cache"))
+    return "cannot write"
+
+
+def _failed_before(monkeypatch, tmp_path, tiny_checkpoint):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    marker = failure_file(cache_folder(tiny_checkpoint, AUTO_TILE))
+    marker.parent.mkdir(parents=True)
+    marker.write_text("export failed: unsupported operator\n")
+    return "unsupported operator; delete"
+
+
+@pytest.mark.parametrize("why", [_block_onnxruntime, _unwritable_cache, _failed_before])
+def test_without_onnx_graphs_the_torch_model_runs_at_the_same_tile(why, tiny_checkpoint,
+                                                                   tmp_path, monkeypatch,
+                                                                   capsys):
+    """No ONNX Runtime, a cache that cannot be written, or a model whose export failed before:
+    one note says so and the torch model runs, at the default path's tile, so the output is the
+    one ONNX Runtime would give."""
+    src = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((9, 13, 3)) * 255).astype(np.uint8)).save(src)
+    expected = why(monkeypatch, tmp_path, tiny_checkpoint)
+    code, out, err = upscale([src, "-o", tmp_path / "auto.png", "--model", tiny_checkpoint,
+                              "--backend", "auto"], capsys)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "running the torch model" in line]
+    assert len(notes) == 1 and expected in notes[0], err
+    assert BUILDING not in err
+    code, _, err = upscale([src, "-o", tmp_path / "torch.png", "--model", tiny_checkpoint,
+                            "--backend", "torch", "--tile", AUTO_TILE], capsys)
+    assert code == 0, err
+    assert np.array_equal(pixels(tmp_path / "auto.png"), pixels(tmp_path / "torch.png"))
+
+
+def test_bad_input_on_the_default_path_fails_before_any_build(tiny_checkpoint, tmp_path,
+                                                              monkeypatch, capsys):
+    """A broken photo, or a precision the default path does not build, is one line at once: no
+    export is started and nothing is cached."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    for args, message in (([broken], "broken.png"), ([good, "--precision", "w8a8"], "--artifacts")):
+        code, _, err = upscale([*args, "-o", tmp_path / "o.png", "--model", tiny_checkpoint,
+                                "--backend", "auto"], capsys)
+        assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "o.png").exists()
