@@ -1,4 +1,4 @@
-"""`f2i-mobile export`: the model's four graphs lowered per backend, with a manifest."""
+"""`f2i-mobile export`: the model's graphs lowered per backend, with a manifest."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "export", help="lower the four graphs to ExecuTorch, TFLite, Core ML and ONNX",
+        "export", help="lower the graphs to ExecuTorch, TFLite, Core ML and ONNX",
         description="Fuse LoRA, split into conditioner/encoder/unet/decoder and lower each to "
                     "OUT/<backend>/<graph>.<ext>, with OUT/manifest.json. Vendor NPU backends "
                     "(qnn, mediatek, samsung) need their SDK.")

@@ -189,7 +189,7 @@ AUTO = "auto"
 # The LR tile the default path runs (the model's own tile when larger): a multiple of 32, so of
 # any model's LR multiple; the fastest for the bundled model through ONNX Runtime on a 2-core
 # CPU of the tiles measured (benchmarks/onnx_tiles.py).
-AUTO_TILE = 192
+AUTO_TILE = 224
 
 
 def backend(name: str) -> Backend:

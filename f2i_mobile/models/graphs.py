@@ -30,7 +30,7 @@ NORMALIZED = ("encoder", "unet", "decoder")  # the graphs whose GroupNorms take 
 
 def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
                 ) -> dict[str, GraphSpec]:
-    """The four graphs' static I/O for an LR tile edge `tile` (default: the config's)."""
+    """The graphs' static I/O for an LR tile edge `tile` (default: the config's)."""
     if config.conditioner.kind != "dinov2":
         raise F2IError("only the DINOv2 conditioner is exported; the text conditioner is the "
                        "T2IDiff training baseline")

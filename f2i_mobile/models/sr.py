@@ -169,7 +169,7 @@ class F2IDiffSR(nn.Module):
     """F2IDiff-SR / Eff-F2IDiff-SR: LR image in [0, 1] -> SR image in [0, 1], one U-Net step.
 
     The parameters live in `conditioner`, `vae` and `unet` (what training and checkpoints see);
-    `stages()` views them as the four graphs that export, calibration and the tiler run.
+    `stages()` views them as the graphs that export, calibration and the tiler run.
     """
 
     def __init__(self, config: F2IConfig, conditioner: Conditioner, vae: AutoencoderKL,

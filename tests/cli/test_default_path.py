@@ -12,10 +12,10 @@ import pytest
 from conftest import CLI, upscale
 from PIL import Image
 
-from f2i_mobile.core.contract import GRAPHS
+from f2i_mobile.core.contract import AUTO_TILE, GRAPHS
 from f2i_mobile.core.fidelity import psnr
 from f2i_mobile.core.manifest import Manifest
-from f2i_mobile.export.cache import AUTO_TILE, cache_folder, failure_file
+from f2i_mobile.export.cache import cache_folder, default_options, failure_file, resolve
 
 BUILDING = "building the ONNX graphs for tiny once"
 
@@ -98,22 +98,27 @@ def _failed_before(monkeypatch, tmp_path, tiny_checkpoint):
 
 @pytest.mark.parametrize("why", [_block_onnxruntime, _unwritable_cache, _failed_before])
 def test_without_onnx_graphs_the_torch_model_runs_at_the_same_tile(why, tiny_checkpoint,
-                                                                   tmp_path, monkeypatch,
-                                                                   capsys):
+                                                                   tmp_path, monkeypatch):
     """No ONNX Runtime, a cache that cannot be written, or a model whose export failed before:
-    one note says so and the torch model runs, at the default path's tile, so the output is the
-    one ONNX Runtime would give."""
+    the default path settles on the torch model at its own tile (so the output is the one ONNX
+    Runtime would give), with one note saying why, and builds nothing."""
+    expected = why(monkeypatch, tmp_path, tiny_checkpoint)
+    options, notes = resolve(tiny_checkpoint, default_options())
+    assert (options.backend, options.tile, options.artifacts) == ("torch", AUTO_TILE, None)
+    assert len(notes) == 1 and expected in notes[0] and "running the torch model" in notes[0]
+    assert not [p for p in tmp_path.rglob("exports/*") if p.is_dir()]  # nothing was built
+
+
+def test_the_torch_fallback_runs_and_says_so_once(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     src = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((9, 13, 3)) * 255).astype(np.uint8)).save(src)
-    expected = why(monkeypatch, tmp_path, tiny_checkpoint)
-    code, out, err = upscale([src, "-o", tmp_path / "auto.png", "--model", tiny_checkpoint,
-                              "--backend", "auto"], capsys)
+    code, _, err = upscale([src, "-o", tmp_path / "auto.png", "--model", tiny_checkpoint,
+                            "--backend", "auto", "--tile", 16], capsys)
     assert code == 0, err
-    notes = [line for line in err.splitlines() if "running the torch model" in line]
-    assert len(notes) == 1 and expected in notes[0], err
-    assert BUILDING not in err
+    assert sum("running the torch model" in line for line in err.splitlines()) == 1, err
     code, _, err = upscale([src, "-o", tmp_path / "torch.png", "--model", tiny_checkpoint,
-                            "--backend", "torch", "--tile", AUTO_TILE], capsys)
+                            "--backend", "torch", "--tile", 16], capsys)
     assert code == 0, err
     assert np.array_equal(pixels(tmp_path / "auto.png"), pixels(tmp_path / "torch.png"))
 
