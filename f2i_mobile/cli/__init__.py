@@ -16,6 +16,7 @@ COMMANDS = {
     "info": "info",
     "bench": "bench",
     "train": "train",
+    "distill": "distill",
     "eval": "eval",
     "export": "export",
     "parity": "parity",

@@ -9,6 +9,8 @@ Presets (see `PRESETS`):
 - `eff`:    Eff-F2IDiff, the U-Net's channels and attention head dims reduced (about half the params).
 - `mobile`: the bundled default; <= 10 M parameters in all, <= 100 GFLOPs per 512x512 output tile.
 - `tiny`:   for tests; every graph runs in well under a second on a CPU.
+- `pocket`: `mobile` distilled (`f2i-mobile distill`): LiteED for the VAE, light blocks in place
+            of the U-Net's full-resolution ResNets; <= 30 GFLOPs per 512x512 output tile.
 """
 
 from __future__ import annotations
@@ -54,6 +56,28 @@ class ConditionerConfig:
 
 
 @dataclass(frozen=True)
+class LiteEDConfig:
+    """LiteED: a light encoder/decoder in place of the AutoencoderKL's, keeping its latent space
+    (the same latent channels and downsampling, set by the enclosing `VAEConfig`). One entry of
+    `channels` per resolution level, full resolution first, as `block_out_channels`."""
+
+    channels: tuple[int, ...] = (16, 32, 64)
+    blocks_per_level: int = 1
+    norm_num_groups: int = 4
+    # "pixel_shuffle": 1x1 convolution + depth-to-space (decoder), space-to-depth + 1x1 conv
+    # (encoder); "resize": nearest upsampling + 3x3 conv, and stride-2 3x3 conv.
+    resample: str = "pixel_shuffle"
+
+    def __post_init__(self) -> None:
+        if self.resample not in ("pixel_shuffle", "resize"):
+            raise F2IError(f"LiteED resample must be 'pixel_shuffle' or 'resize', "
+                           f"not {self.resample!r}")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise F2IError(f"LiteED channels {self.channels} must be multiples of "
+                           f"norm_num_groups {self.norm_num_groups}")
+
+
+@dataclass(frozen=True)
 class VAEConfig:
     block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
     layers_per_block: int = 2
@@ -61,6 +85,13 @@ class VAEConfig:
     norm_num_groups: int = 32
     scaling_factor: float = 0.18215
     mid_block_add_attention: bool = True
+    # None: diffusers' AutoencoderKL as above; set: LiteED, same latent space, light modules.
+    lite: LiteEDConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.lite is not None and len(self.lite.channels) != len(self.block_out_channels):
+            raise F2IError(f"LiteED has {len(self.lite.channels)} levels, the VAE's latent "
+                           f"space needs {len(self.block_out_channels)} (block_out_channels)")
 
     @property
     def downsample(self) -> int:
@@ -88,6 +119,12 @@ class UNetConfig:
     # diffusers' cross-attention mid block keeps spatial self-attention whatever
     # `only_cross_attention` says; "UNetMidBlock2D" (ResNets only) keeps the field finite.
     mid_block_type: str = "UNetMidBlock2DCrossAttn"
+    # Pruned U-Nets (`f2i-mobile distill`): the named ResnetBlock2D modules (e.g.
+    # "up_blocks.2.resnets.0") are replaced by light depthwise-separable blocks whose inner
+    # width is `light_width` x their output channels; named Transformer2DModel modules
+    # (attentions) are removed. The rest stays diffusers' UNet2DConditionModel.
+    light_blocks: tuple[str, ...] = ()
+    light_width: float = 1.0
 
     @property
     def downsample(self) -> int:
@@ -139,7 +176,7 @@ class F2IConfig:
         return self.vae.downsample * self.unet.downsample
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _drop_unset(dataclasses.asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -157,6 +194,20 @@ class F2IConfig:
         return dataclasses.replace(self, **changes)
 
 
+# Fields added after the first release, left out of `to_dict` while they hold their default, so
+# that every config written before them keeps its hash (exports, calibration sets and caches
+# are keyed by it) and older readers still read it.
+_ADDED = {("vae", "lite"): None, ("unet", "light_blocks"): (), ("unet", "light_width"): 1.0}
+
+
+def _drop_unset(data: dict[str, Any]) -> dict[str, Any]:
+    for (part, name), default in _ADDED.items():
+        value = data[part][name]
+        if value == default or (isinstance(value, list | tuple) and tuple(value) == default):
+            del data[part][name]
+    return data
+
+
 def _from_dict(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise F2IError(f"{where}: expected an object, got {type(data).__name__}")
@@ -167,7 +218,7 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         sub = _NESTED.get((cls, name))
-        if sub is not None:
+        if sub is not None and value is not None:
             kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
@@ -184,6 +235,7 @@ _NESTED = {
     (F2IConfig, "vae"): VAEConfig,
     (F2IConfig, "unet"): UNetConfig,
     (F2IConfig, "lora"): LoRAConfig,
+    (VAEConfig, "lite"): LiteEDConfig,
 }
 
 
@@ -261,11 +313,41 @@ def _tiny() -> F2IConfig:
     )
 
 
-PRESETS = {"full": _full, "eff": _eff, "mobile": _mobile, "tiny": _tiny}
+def pocket_of(teacher: F2IConfig) -> F2IConfig:
+    """The PocketSR student of a teacher config: the same latent space, conditioner and U-Net
+    layout, with LiteED in place of the VAE (depthwise-separable blocks, pixel shuffle, the
+    teacher's widths capped at 64) and light blocks in place of the ResNets of the U-Net's
+    first down block and last two up blocks, at full and half latent resolution, where its
+    per-tile FLOPs are (docs/distill.md has the cost table)."""
+    unet = teacher.unet
+    n = len(unet.block_out_channels)
+    light = [f"down_blocks.0.resnets.{i}" for i in range(unet.layers_per_block)]
+    for level in (n - 1, n - 2):  # the last two up blocks: full and half latent resolution
+        if level >= 0:
+            light += [f"up_blocks.{level}.resnets.{i}" for i in range(unet.layers_per_block + 1)]
+    vae = teacher.vae
+    groups = max(1, min(vae.norm_num_groups, min(vae.block_out_channels) // 2))
+    channels = tuple(_round_to(min(c, 64), groups) for c in vae.block_out_channels)
+    lite = LiteEDConfig(channels=channels, blocks_per_level=2, norm_num_groups=groups)
+    name = "pocket" if teacher.name == "mobile" else f"{teacher.name}-pocket"
+    return dataclasses.replace(
+        teacher, name=name, vae=dataclasses.replace(vae, lite=lite),
+        unet=dataclasses.replace(unet, light_blocks=tuple(light), light_width=1.0))
+
+
+def _round_to(value: int, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def _pocket() -> F2IConfig:
+    return pocket_of(_mobile())
+
+
+PRESETS = {"full": _full, "eff": _eff, "mobile": _mobile, "tiny": _tiny, "pocket": _pocket}
 
 
 def preset(name: str) -> F2IConfig:
-    """The config of a named preset: full, eff, mobile or tiny."""
+    """The config of a named preset: full, eff, mobile, tiny or pocket."""
     try:
         return PRESETS[name]()
     except KeyError:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from diffusers import UNet2DConditionModel
 
 from f2i_mobile.models.config import UNetConfig
+from f2i_mobile.models.lite import lighten
 
 
 def build_unet(cfg: UNetConfig, latent_channels: int, cross_attention_dim: int,
                ) -> UNet2DConditionModel:
-    return UNet2DConditionModel(
+    """diffusers' U-Net; a pruned config's `light_blocks` swapped for their light counterparts
+    (such a U-Net's `unet/` folder loads through `load_model`, not diffusers alone)."""
+    unet = UNet2DConditionModel(
         in_channels=latent_channels,
         out_channels=latent_channels,
         down_block_types=cfg.down_block_types,
@@ -24,3 +27,6 @@ def build_unet(cfg: UNetConfig, latent_channels: int, cross_attention_dim: int,
         only_cross_attention=cfg.only_cross_attention,
         mid_block_type=cfg.mid_block_type,
     )
+    if cfg.light_blocks:
+        lighten(unet, cfg.light_blocks, cfg.light_width)
+    return unet

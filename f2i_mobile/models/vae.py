@@ -8,9 +8,16 @@ from diffusers import AutoencoderKL
 
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models.config import VAEConfig
+from f2i_mobile.models.lite import LiteAutoencoder
 
 
-def build_vae(cfg: VAEConfig) -> AutoencoderKL:
+def build_vae(cfg: VAEConfig) -> AutoencoderKL | LiteAutoencoder:
+    if cfg.lite is not None:
+        lite = cfg.lite
+        return LiteAutoencoder(
+            latent_channels=cfg.latent_channels, channels=lite.channels,
+            blocks_per_level=lite.blocks_per_level, norm_num_groups=lite.norm_num_groups,
+            resample=lite.resample, scaling_factor=cfg.scaling_factor)
     n = len(cfg.block_out_channels)
     return AutoencoderKL(
         in_channels=3,

@@ -9,7 +9,47 @@ from f2i_mobile.core.errors import F2IError
 from f2i_mobile.train.data import DataConfig
 from f2i_mobile.train.degrade import DegradationConfig
 
-STAGES = ("vae", "fm", "sr")
+STAGES = ("vae", "fm", "sr", "distill")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """PocketSR distillation (`f2i-mobile distill`): a teacher model -> a student with LiteED and
+    light U-Net blocks (the student config's `vae.lite` and `unet.light_blocks`).
+
+    Steps [0, lite_steps): LiteED alone learns the teacher VAE's latent space: its encoder the
+    teacher encoder's latents of the same LR input, its decoder the HR crop from the teacher
+    VAE's own latent of it (pixel L1 + perceptual) and the teacher decoder's image of the teacher
+    U-Net's SR latent. Steps [lite_steps, max_steps): the whole student end to end against the
+    teacher's output, latents and features and against HR (the SR losses), while the U-Net's
+    heavy blocks anneal into their light ones over `anneal_steps`, starting `anneal_start` steps
+    into that phase.
+    """
+
+    lite_steps: int = 1000
+    anneal: bool = True  # False: the light blocks are trained directly (the ablation)
+    anneal_start: int = 0
+    anneal_steps: int = 2000
+    anneal_shape: str = "cosine"
+    # LiteED phase
+    encoder_weight: float = 1.0  # MSE to the teacher encoder's latent (scaled by s)
+    recon_weight: float = 1.0  # L1 to HR of the decoded teacher latent of HR
+    decoder_weight: float = 1.0  # L1 to the teacher decoder's image of the teacher's SR latent
+    # end-to-end phase (plus TrainConfig's pixel, colour and perceptual SR losses)
+    output_weight: float = 1.0  # L1 to the teacher's SR image
+    latent_weight: float = 1.0  # MSE to the teacher's SR latent (scaled by s)
+    feature_weight: float = 0.1  # multi-layer feature distillation, mean over the pairs
+    local_weight: float = 1.0  # each annealed block's light output to its heavy output
+    # (teacher layer, student layer) pairs, dotted names in the F2IDiffSR (`unet.up_blocks.1`,
+    # `vae.decoder.up_blocks.0`); empty: every U-Net down, mid and up block and every decoder
+    # level (`train.distill.default_feature_layers`).
+    feature_layers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.lite_steps < 0 or self.anneal_start < 0 or self.anneal_steps < 0:
+            raise F2IError("--lite-steps, --anneal-start and --anneal-steps must be >= 0")
+        if self.anneal_shape not in ("cosine", "linear"):
+            raise F2IError(f"annealing shape must be cosine or linear, not {self.anneal_shape!r}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +84,7 @@ class TrainConfig:
     vsd_cfg: float = 7.5
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -66,4 +107,6 @@ def default_train_config(stage: str) -> TrainConfig:
         "vae": TrainConfig("vae", learning_rate=2e-4),
         "fm": TrainConfig("fm", learning_rate=2e-4, ema_decay=0.999),
         "sr": TrainConfig("sr", learning_rate=2e-4),
+        # distill trains whole networks (not adapters) that start from the teacher's weights
+        "distill": TrainConfig("distill", learning_rate=1e-4, vsd_weight=0.0),
     }[stage] if stage in STAGES else TrainConfig(stage)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
@@ -35,7 +37,7 @@ from f2i_mobile.models import F2IDiffSR, save_pretrained
 from f2i_mobile.train.config import TrainConfig
 from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation
-from f2i_mobile.train.stages import build_stage
+from f2i_mobile.train.stages import Stage, build_stage
 
 CHECKPOINTS = "checkpoints"
 
@@ -45,12 +47,18 @@ GENERATOR, CRITIC = "generator", "critic"
 
 def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | Path,
           resume: bool = False, frozen_conditioner: bool = False,
-          progress: bool = True) -> Path:
-    """Train one stage of `model` for `cfg.max_steps` steps; returns OUT/model."""
+          progress: bool = True, build: Callable[..., Stage] | None = None) -> Path:
+    """Train one stage of `model` for `cfg.max_steps` steps; returns OUT/model. `build(model,
+    cfg, frozen_conditioner)` makes the stage (default: the core's stages; distillation passes
+    its own, which holds the teacher)."""
     out = Path(out)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    # Distillation leaves parameters out of some steps (the U-Net while LiteED learns alone, a
+    # heavy block once annealed away): DDP must be told, or it waits for their gradients.
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] \
+        if cfg.stage == "distill" else []
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, kwargs_handlers=handlers)
     torch.manual_seed(cfg.seed)
-    stage = build_stage(model, cfg, frozen_conditioner).train()
+    stage = (build or build_stage)(model, cfg, frozen_conditioner).train()
     nets = {GENERATOR: stage} | ({CRITIC: stage.critic.train()} if stage.critic else {})
     optimizers = {k: torch.optim.AdamW(net.trainable(), lr=cfg.learning_rate,
                                        weight_decay=cfg.weight_decay) for k, net in nets.items()}
@@ -99,7 +107,7 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
     if accelerator.is_main_process:
         if ema is not None:
             ema.copy_to(stage.ema_parameters())
-        save_pretrained(stage.model.eval(), out / "model")
+        save_pretrained(stage.saved_model().eval(), out / "model")
     return out / "model"
 
 
@@ -118,7 +126,7 @@ def save_checkpoint(out: Path, step: int, nets: dict, optimizers: dict, schedule
                     cfg) -> Path:
     folder = out / CHECKPOINTS / f"step-{step:07d}"
     with atomic_dir(folder) as tmp:
-        save_pretrained(nets[GENERATOR].model, tmp / "model")
+        save_pretrained(nets[GENERATOR].saved_model(), tmp / "model")
         torch.save({"nets": {k: net.state_dict() for k, net in nets.items()},
                     "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
                     "schedules": {k: s.state_dict() for k, s in schedules.items()},

@@ -67,6 +67,10 @@ class Stage(nn.Module):
     def ema_parameters(self) -> list[nn.Parameter]:
         return self.trainable()
 
+    def saved_model(self) -> F2IDiffSR:
+        """The model a checkpoint's `model/` and the run's result hold."""
+        return self.model
+
     def forward(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
@@ -275,4 +279,7 @@ def build_stage(model: F2IDiffSR, cfg: TrainConfig, frozen_conditioner: bool = F
         return VAEStage(model, cfg)
     if cfg.stage == "fm":
         return FMStage(model, cfg, train_conditioner=not frozen_conditioner)
+    if cfg.stage == "distill":
+        raise F2IError("the distill stage needs a teacher: run `f2i-mobile distill` "
+                       "(f2i_mobile.train.distill.run_distill)")
     return SRStage(model, cfg)
