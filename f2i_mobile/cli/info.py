@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     src.add_argument("--model", default=None,
                      help="checkpoint folder (default: the bundled mobile model)")
     src.add_argument("--preset", default=None,
-                     help="a named config instead (full, eff, mobile, tiny); counted without "
+                     help="a named config instead (full, eff, mobile, tiny, pocket); counted without "
                           "allocating weights")
     p.add_argument("--tile", type=int, default=None, help="LR tile edge (default: the config's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
