@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                                    "smaller): bicubic, the model, and the model with the wavelet "
                                    "colour fix, measured in the same run. The cast is the largest "
                                    "per-channel mean difference from HR in 8-bit levels.")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--model", default=None, help="checkpoint folder or bundled name (default: mobile)")
     p.add_argument("--data", default=None,
                    help="folder of HR images (default: the bundled held-out set: scikit-image "
                         "photos and generated images)")

@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
         description="Fuse LoRA, split into conditioner/encoder/unet/decoder and lower each to "
                     "OUT/<backend>/<graph>.<ext>, with OUT/manifest.json. Vendor NPU backends "
                     "(qnn, mediatek, samsung) need their SDK.")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--model", default=None, help="checkpoint folder or bundled name (default: mobile)")
     p.add_argument("--out", required=True, help="output folder (added to if it holds an "
                    "export of the same model and tile)")
     p.add_argument("--backends", default=None,

@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("info", help="config, parameter counts and GFLOPs per graph per tile")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", default=None,
-                     help="checkpoint folder (default: the bundled mobile model)")
+                     help="checkpoint folder or bundled name (default: mobile)")
     src.add_argument("--preset", default=None,
                      help="a named config instead (full, eff, mobile, tiny, pocket); counted without "
                           "allocating weights")

@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
                                    "and end to end; validate Core ML specs.")
     p.add_argument("--artifacts", required=True, help="an f2i-mobile export folder")
     p.add_argument("--model", default=None,
-                   help="the checkpoint it was exported from (default: the bundled model)")
+                   help="the checkpoint it was exported from: folder or bundled name "
+                        "(default: mobile)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
 

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                    help="output image (.png, .jpg, .tif, .webp or .heic; keeps the input's bit "
                         "depth where the format can), or a folder for several inputs")
     p.add_argument("--model", default=None,
-                   help="checkpoint folder (default: the bundled mobile model)")
+                   help="checkpoint folder or bundled name (default: mobile)")
     p.add_argument("--scale", type=float, default=None,
                    help="output size / input size (default: the model's scale, 4)")
     p.add_argument("--tile", type=int, default=None,

@@ -257,3 +257,21 @@ def test_cli_says_in_one_line_when_the_student_does_not_fit(tmp_path, tiny_check
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "does not fit" in r.stderr, r.stderr
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_cli_distills_and_info_reads_the_result(tmp_path, tiny_checkpoint, capsys):
+    from f2i_mobile.cli import main
+
+    out = tmp_path / "run"
+    assert main(["distill", "--teacher", str(tiny_checkpoint), "--out", str(out), "--quiet",
+                 "--max-steps", "2", "--lite-steps", "1", "--anneal-steps", "1", "--batch", "1",
+                 "--crop", "16", "--no-anneal", "--feature-weight", "0"]) == 0
+    trainer = (out / "checkpoints" / "step-0000002" / "trainer.json").read_text()
+    assert '"anneal": false' in trainer and '"feature_weight": 0.0' in trainer
+    capsys.readouterr()
+    assert main(["info", "--model", str(out / "model"), "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["name"] == "tiny-pocket"
+    assert report["total_gflops_per_tile"] < 0.27  # tiny's own
