@@ -5,7 +5,7 @@ time), its fidelity on the held-out set, and the ablations at equal steps.
     python benchmarks/distill_bench.py --out out/distill_bench
     # a smoke run on the tiny preset (seconds of training, a minute of export and timing)
     python benchmarks/distill_bench.py --teacher tiny --steps 4 --lite-steps 1 \
-        --anneal-steps 2 --batch 2 --crop 32 --backends onnx --runs 2 --warmup 1 \
+        --anneal-steps 2 --batch 2 --crop 32 --backends onnx --runs 2 --warmup 1 --table \
         --out /tmp/distill_smoke --json /tmp/distill_smoke/result.json
 
 Variants, each `f2i-mobile distill` of the same teacher for the same steps and seed:
@@ -15,7 +15,8 @@ Variants, each `f2i-mobile distill` of the same teacher for the same steps and s
 Each model (and the teacher) is then scored by `f2i-mobile eval` (PSNR-Y, SSIM-Y, cast, against
 bicubic), exported to `--backends` at `--tile`, and timed on this host by `f2i-mobile bench
 --host` (medians per graph combined with the tile plan of a 12 MP photo). A variant whose
-`OUT/<variant>/model` exists is reused (rerun with `--retrain` to train it again). `--teacher
+`OUT/<variant>/model` exists is reused (rerun with `--retrain` to train it again). `--table`
+adds the teacher's per-block cost/sensitivity table (`train.distill.block_table`). `--teacher
 tiny` builds an untrained tiny teacher (for smoke runs only). Writes
 benchmarks/results/distill.json.
 """
@@ -97,6 +98,38 @@ def measure(label: str, model: str, args, out: Path) -> dict:
     return row
 
 
+def block_rows(teacher: str, tile: int, images: int = 4) -> list[dict]:
+    """`train.distill.block_table` of the teacher on LR crops (one tile each, area-resized by
+    the scale from the centre of held-out images): what the `pocket` recipe is chosen from."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from f2i_mobile.evaluate import eval_images
+    from f2i_mobile.models import load_model
+    from f2i_mobile.train.distill import block_table
+
+    model = load_model(teacher)
+    side = tile * model.config.scale
+    crops = []
+    for image in eval_images(None)[:images]:
+        h, w = image.pixels.shape[:2]
+        if min(h, w) >= side:
+            y, x = (h - side) // 2, (w - side) // 2
+            crops.append(image.pixels[y:y + side, x:x + side])
+    hr = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32))
+    lr = F.interpolate(hr, size=(tile, tile), mode="area")
+    return block_table(model, lr)
+
+
+def block_text(rows: list[dict]) -> str:
+    lines = [f"{'block':<30}{'kind':<20}{'GFLOPs':>8}{'light':>8}{'PSNR without':>14}"]
+    for r in sorted(rows, key=lambda r: r["psnr_without"], reverse=True):
+        lines.append(f"{r['block']:<30}{r['kind']:<20}{r['gflops']:8.2f}{r['gflops_light']:8.2f}"
+                     f"{r['psnr_without']:14.2f}")
+    return "\n".join(lines)
+
+
 def table(rows: dict) -> str:
     runtimes = sorted({k for r in rows.values() for k in r["seconds_per_12mp"]})
     head = f"{'model':<12}{'GFLOPs':>8}{'params M':>10}{'PSNR-Y':>8}{'vs bic':>8}{'cast':>6}"
@@ -131,6 +164,8 @@ def main() -> None:
     p.add_argument("--tile", type=int, default=None, help="export tile (default: the config's)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--table", action="store_true",
+                   help="also the teacher's per-block cost/sensitivity table")
     p.add_argument("--json", default=None, help="results file (default: "
                    "benchmarks/results/distill.json)")
     args = p.parse_args()
@@ -142,6 +177,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     teacher = teacher_path(args.teacher, out)
     args.tile = args.tile or load_model(teacher).config.tile
+    blocks = block_rows(teacher, args.tile) if args.table else None
+    if blocks:
+        print(block_text(blocks), flush=True)
     rows, trained = {"teacher": measure("teacher", teacher, args, out)}, {}
     for variant in args.variants.split(","):
         if variant not in VARIANTS:
@@ -153,7 +191,7 @@ def main() -> None:
     write_result("distill", {"teacher": args.teacher, "steps": args.steps,
                              "lite_steps": args.lite_steps, "anneal_steps": args.anneal_steps,
                              "batch": args.batch, "crop": args.crop, "tile": args.tile,
-                             "trained": trained, "models": rows}, args.json)
+                             "trained": trained, "models": rows, "blocks": blocks}, args.json)
 
 
 if __name__ == "__main__":

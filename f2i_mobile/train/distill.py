@@ -23,7 +23,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.samples import load_images
@@ -31,6 +34,8 @@ from f2i_mobile.models import PRESETS, F2IConfig, F2IDiffSR, build_model, load_m
 from f2i_mobile.models.anneal import anneal, anneal_factor, annealed, drop_heavy, set_factor
 from f2i_mobile.models.checkpoint import lr_multiple
 from f2i_mobile.models.config import pocket_of
+from f2i_mobile.models.graphs import example_inputs, graph_specs
+from f2i_mobile.models.lite import light_counterpart, lighten
 from f2i_mobile.models.lora import merge_lora
 from f2i_mobile.train.config import TrainConfig
 from f2i_mobile.train.loop import train
@@ -120,6 +125,64 @@ def _copy_shared(student: nn.Module, teacher: nn.Module, skip: tuple[str, ...]) 
         raise F2IError(f"the teacher's U-Net does not fit the student: {len(misfits)} weights "
                        f"differ (e.g. {misfits[0]})")
     student.load_state_dict({k: source[k] for k in own}, strict=False)
+
+
+def candidate_blocks(config: F2IConfig) -> list[str]:
+    """Every U-Net module a student may name in `light_blocks`: ResNets and attentions."""
+    with torch.device("meta"):
+        unet = build_model(config, lora=False).unet
+    return [name for name, module in unet.named_modules()
+            if isinstance(module, ResnetBlock2D | Transformer2DModel)]
+
+
+@torch.no_grad()
+def block_flops(config: F2IConfig, width: float = 1.0) -> dict[str, tuple[int, int]]:
+    """Each candidate block's FLOPs at the config's tile, as it is and made light (`width`) or
+    removed: one U-Net forward on the meta device records every block's inputs, then each
+    block and its light counterpart run on them alone under torch's FLOP counter."""
+    names = candidate_blocks(config)
+    latent, tokens = (x.to("meta") for x in example_inputs(graph_specs(config)["unet"])[:2])
+    inputs: dict[str, tuple] = {}
+    with torch.device("meta"):
+        model = build_model(config, lora=False)
+        handles = [model.unet.get_submodule(n).register_forward_pre_hook(
+            lambda _m, args, kwargs, n=n: inputs.__setitem__(n, (args, kwargs)), with_kwargs=True)
+            for n in names]
+        model.stages()["unet"](latent, tokens)
+        for handle in handles:
+            handle.remove()
+        costs = {}
+        for name in names:
+            heavy = model.unet.get_submodule(name)
+            counts = []
+            for block in (heavy, light_counterpart(heavy, width, name)):
+                args, kwargs = inputs[name]
+                with FlopCounterMode(display=False) as counter:
+                    block(*args, **kwargs)
+                counts.append(counter.get_total_flops())
+            costs[name] = (counts[0], counts[1])
+    return costs
+
+
+@torch.no_grad()
+def block_table(teacher: F2IDiffSR, lr: torch.Tensor, width: float = 1.0) -> list[dict]:
+    """The cost/sensitivity table the `pocket` recipe is chosen from, one row per candidate
+    block of the teacher's U-Net: its GFLOPs per tile, as it is and made light (`width`) or
+    removed, and the PSNR (dB, images in [0, 1]) of the teacher's output on `lr` with the block
+    replaced by a fresh light block (its shortcut: what the rest of the network gives when the
+    block adds nothing) against the teacher's own output: the lower, the more the block
+    matters."""
+    merged = merged_copy(teacher).eval()
+    reference = merged(lr)
+    rows = []
+    for name, (heavy, light) in block_flops(teacher.config, width).items():
+        probe = copy.deepcopy(merged)
+        lighten(probe.unet, (name,), width)
+        mse = F.mse_loss(probe(lr), reference).clamp_min(1e-12)
+        rows.append({"block": name, "kind": type(merged.unet.get_submodule(name)).__name__,
+                     "gflops": heavy / 1e9, "gflops_light": light / 1e9,
+                     "psnr_without": float(-10 * torch.log10(mse))})
+    return rows
 
 
 def default_feature_layers(config: F2IConfig) -> tuple[tuple[str, str], ...]:

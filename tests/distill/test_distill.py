@@ -275,3 +275,16 @@ def test_cli_distills_and_info_reads_the_result(tmp_path, tiny_checkpoint, capsy
     report = json.loads(capsys.readouterr().out)
     assert report["name"] == "tiny-pocket"
     assert report["total_gflops_per_tile"] < 0.27  # tiny's own
+
+
+def test_block_table_costs_and_sensitivities(tiny_model):
+    from f2i_mobile.train.distill import block_table, candidate_blocks
+
+    rows = block_table(tiny_model, torch.rand(1, 3, 8, 8))
+    assert [r["block"] for r in rows] == candidate_blocks(tiny_model.config)
+    assert {r["kind"] for r in rows} == {"ResnetBlock2D", "Transformer2DModel"}
+    for r in rows:
+        assert 0 <= r["gflops_light"] < r["gflops"], r  # light or removed: cheaper
+        assert np.isfinite(r["psnr_without"]), r
+    pocket = pocket_of(tiny_model.config)
+    assert set(pocket.unet.light_blocks) <= {r["block"] for r in rows}
