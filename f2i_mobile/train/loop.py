@@ -158,7 +158,12 @@ def load_checkpoint(out: Path, nets: dict, optimizers: dict, schedules: dict, em
         raise F2IError(f"--resume: {folder} was written by an older f2i-mobile (one optimizer "
                        f"state, not one per network: {', '.join(optimizers)}); start the run afresh")
     for k, net in nets.items():
-        net.load_state_dict(state["nets"][k])
+        try:
+            net.load_state_dict(state["nets"][k])
+        except RuntimeError:
+            raise F2IError(f"--resume: {folder} does not fit this run's networks (another model "
+                           f"config, teacher or student, or annealing switched); resume with "
+                           f"the options it was started with") from None
         optimizers[k].load_state_dict(state["optimizers"][k])
         schedules[k].load_state_dict(state["schedules"][k])
     if ema is not None and state["ema"]:

@@ -200,6 +200,17 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(distilled, tmp_path, t
     assert int(sb["nets"]["generator"]["step"]) == STEPS
 
 
+def test_resume_with_annealing_switched_is_one_line(distilled, tmp_path, tiny_checkpoint):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(distilled / "checkpoints", out / "checkpoints")
+    cfg = tiny_cfg(STEPS + 2)
+    cfg = cfg.replace(distill=replace(cfg.distill, anneal=False))
+    with pytest.raises(F2IError, match="does not fit this run"):
+        run_distill(cfg, out, teacher=str(tiny_checkpoint), resume=True, progress=False)
+
+
 def test_distilled_model_loads_without_heavy_paths(distilled, tiny_checkpoint):
     model = load_model(distilled / "model")
     assert model.config.name == "tiny-pocket" and isinstance(model.vae, LiteAutoencoder)
