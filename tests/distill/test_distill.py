@@ -299,3 +299,27 @@ def test_block_table_costs_and_sensitivities(tiny_model):
         assert np.isfinite(r["psnr_without"]), r
     pocket = pocket_of(tiny_model.config)
     assert set(pocket.unet.light_blocks) <= {r["block"] for r in rows}
+
+
+def test_a_student_config_file_with_removed_attention_and_resize_resampling(tmp_path,
+                                                                             tiny_checkpoint):
+    import json
+
+    teacher = load_model(tiny_checkpoint).config
+    base = pocket_of(teacher)
+    custom = replace(
+        base, name="tiny-custom",
+        vae=replace(base.vae, lite=replace(base.vae.lite, resample="resize", blocks_per_level=1)),
+        unet=replace(base.unet, light_width=0.5,
+                     light_blocks=("down_blocks.0.attentions.0", "up_blocks.1.resnets.0")))
+    path = tmp_path / "student.json"
+    path.write_text(json.dumps({"config": custom.to_dict()}))
+    assert student_config(str(path), teacher) == custom
+    out = run_distill(tiny_cfg(2), tmp_path / "run", teacher=str(tiny_checkpoint),
+                      student=str(path), progress=False)
+    model = load_model(out)
+    assert model.config == custom
+    assert isinstance(model.unet.get_submodule("down_blocks.0.attentions.0"), SkipAttention)
+    light = model.unet.get_submodule("up_blocks.1.resnets.0")
+    assert isinstance(light, LightResBlock) and light.dw.out_channels == light.out_channels // 2
+    assert torch.isfinite(model(torch.rand(1, 3, 8, 8))).all()
