@@ -323,3 +323,16 @@ def test_a_student_config_file_with_removed_attention_and_resize_resampling(tmp_
     light = model.unet.get_submodule("up_blocks.1.resnets.0")
     assert isinstance(light, LightResBlock) and light.dw.out_channels == light.out_channels // 2
     assert torch.isfinite(model(torch.rand(1, 3, 8, 8))).all()
+
+
+@pytest.mark.parametrize("name", ["eff", "full"])
+def test_the_pocket_recipe_applies_to_the_sd_sized_presets(name):
+    """LiteED in SD's f8 latent space and light blocks at the named places of the SD-sized
+    U-Nets: the student builds (on the meta device) and fits its teacher."""
+    teacher = preset(name)
+    student = student_config("pocket", teacher)
+    with torch.device("meta"):
+        model = build_model(student, lora=False)
+    assert isinstance(model.vae, LiteAutoencoder)
+    assert all(isinstance(model.unet.get_submodule(n), LightResBlock)
+               for n in student.unet.light_blocks)
