@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from f2i_mobile.core.errors import F2IError
+from f2i_mobile.models.anneal import SHAPES
 from f2i_mobile.train.data import DataConfig
 from f2i_mobile.train.degrade import DegradationConfig
 
@@ -48,7 +49,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.lite_steps < 0 or self.anneal_start < 0 or self.anneal_steps < 0:
             raise F2IError("--lite-steps, --anneal-start and --anneal-steps must be >= 0")
-        if self.anneal_shape not in ("cosine", "linear"):
+        if self.anneal_shape not in SHAPES:
             raise F2IError(f"annealing shape must be cosine or linear, not {self.anneal_shape!r}")
 
 
