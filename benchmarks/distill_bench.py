@@ -15,7 +15,8 @@ Variants, each `f2i-mobile distill` of the same teacher for the same steps and s
 Each model (and the teacher) is then scored by `f2i-mobile eval` (PSNR-Y, SSIM-Y, cast, against
 bicubic), exported to `--backends` at `--tile`, and timed on this host by `f2i-mobile bench
 --host` (medians per graph combined with the tile plan of a 12 MP photo). A variant whose
-`OUT/<variant>/model` exists is reused (rerun with `--retrain` to train it again). `--table`
+`OUT/<variant>/model` exists is reused (rerun with `--retrain` to train it again), and
+`--pocket DIR` takes an existing `f2i-mobile distill` result as the `pocket` variant. `--table`
 adds the teacher's per-block cost/sensitivity table (`train.distill.block_table`). `--teacher
 tiny` builds an untrained tiny teacher (for smoke runs only). Writes
 benchmarks/results/distill.json.
@@ -57,6 +58,8 @@ def distill(variant: str, teacher: str, args, out: Path) -> tuple[Path, float | 
     from f2i_mobile.train.distill import run_distill
 
     run = out / variant
+    if variant == "pocket" and args.pocket:
+        return Path(args.pocket), None
     if (run / "model").is_dir() and not args.retrain:
         return run / "model", None
     cfg = default_train_config("distill").replace(
@@ -159,6 +162,9 @@ def main() -> None:
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--retrain", action="store_true", help="train variants that exist again")
+    p.add_argument("--pocket", default=None,
+                   help="a distilled model to use as the pocket variant instead of training it "
+                        "(RUN/model of `f2i-mobile distill` with the same settings)")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     p.add_argument("--backends", default="onnx,tflite,executorch")
     p.add_argument("--tile", type=int, default=None, help="export tile (default: the config's)")

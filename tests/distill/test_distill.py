@@ -219,6 +219,14 @@ def test_distilled_model_loads_without_heavy_paths(distilled, tiny_checkpoint):
     assert model.metadata["teacher"] == str(tiny_checkpoint)
     sr = model(torch.rand(1, 3, 8, 8))
     assert sr.shape == (1, 3, 32, 32) and torch.isfinite(sr).all()
+    # LiteED answers encode/decode as AutoencoderKL does (eval's reconstruction ceiling uses it)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        posterior = model.vae.encode(x).latent_dist
+        recon = model.vae.decode(posterior.mean).sample
+        latent = model.stages()["encoder"](torch.rand(1, 3, 4, 4))
+    assert posterior.mean.shape == (1, model.config.vae.latent_channels, 8, 8)
+    assert recon.shape == x.shape and latent.shape == (1, 4, 8, 8)
 
 
 @pytest.mark.parametrize("graph", ["decoder", pytest.param("unet", marks=pytest.mark.slow)])
