@@ -17,9 +17,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from f2i_mobile.core.contract import GRAPHS, GraphSpec, TensorSpec
+from f2i_mobile.core.contract import FEATURES, GRAPHS, GraphSpec, TensorSpec, graph_io
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import OneStepRecord
+from f2i_mobile.models.align import feature_channels
 from f2i_mobile.models.config import F2IConfig
 from f2i_mobile.models.lora import merge_lora
 from f2i_mobile.models.norms import NormSlot, Statistics, WithStats, bind_norms
@@ -41,37 +42,38 @@ def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
                        f"{config.pixel_multiple}; choose a tile that is a multiple of "
                        f"{max(1, config.pixel_multiple // config.scale)}")
     c, h = config.vae.latent_channels, out // config.vae.downsample
-    lr = TensorSpec("lr", (batch, 3, tile, tile), "NCHW",
-                    "LR tile, RGB in [0, 1] (statistics: the whole photo resized to one tile)",
-                    values="unit")
-    tokens = TensorSpec("tokens", (batch, config.conditioner.num_tokens,
-                                   config.cross_attention_dim), "NLC",
-                        "conditioner tokens (CLS + patches), projected to cross-attention width")
-    latent = TensorSpec("latent", (batch, c, h, h), "NCHW",
-                        "unscaled VAE latent (posterior mean) of bicubic-upsampled LR")
-    latent_sr = TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s")
-    sr = TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]", values="unit")
-    stats = {g: TensorSpec(f"{g}_stats", (batch, sum(2 * n.groups for n in slots)), "NC",
-                           f"the {g}'s GroupNorm statistics: per norm, G means then G "
-                           "variances (manifest tiling.statistics)", values="positive")
-             for g, slots in norm_layout(config).items()}
-    return {
-        "conditioner": GraphSpec("conditioner",
-                                 "resize LR to the DINOv2 input, DINOv2, linear projection",
-                                 (lr,), (tokens,)),
-        "statistics": GraphSpec("statistics",
-                                "once per photo: encoder, U-Net and decoder on the whole photo "
-                                "resized to one tile, each GroupNorm's statistics recorded",
-                                (lr, tokens), tuple(stats[g] for g in NORMALIZED)),
-        "encoder": GraphSpec("encoder",
-                             "bicubic upsample, VAE encoder (LoRA merged), posterior mean",
-                             (lr, stats["encoder"]), (latent,)),
-        "unet": GraphSpec("unet",
-                          "scale by s, U-Net (LoRA merged) at fixed t*, one-step update, unscale",
-                          (latent, tokens, stats["unet"]), (latent_sr,)),
-        "decoder": GraphSpec("decoder", "VAE decoder, clamp, map [-1, 1] to [0, 1]",
-                             (latent_sr, stats["decoder"]), (sr,)),
+    tensors = {t.name: t for t in (
+        TensorSpec("lr", (batch, 3, tile, tile), "NCHW",
+                   "LR tile, RGB in [0, 1] (statistics: the whole photo resized to one tile)",
+                   values="unit"),
+        TensorSpec("tokens", (batch, config.conditioner.num_tokens, config.cross_attention_dim),
+                   "NLC", "conditioner tokens (CLS + patches), projected to cross-attention width"),
+        TensorSpec("latent", (batch, c, h, h), "NCHW",
+                   "unscaled VAE latent (posterior mean) of bicubic-upsampled LR"),
+        TensorSpec(FEATURES, (batch, feature_channels(config), h, h), "NCHW",
+                   f"the LQ encoder's {config.align.features}-layer features (faithdiff), "
+                   "which the U-Net graph's alignment module takes"),
+        TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s"),
+        TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]", values="unit"),
+        *(TensorSpec(f"{g}_stats", (batch, sum(2 * n.groups for n in slots)), "NC",
+                     f"the {g}'s GroupNorm statistics: per norm, G means then G "
+                     "variances (manifest tiling.statistics)", values="positive")
+          for g, slots in norm_layout(config).items()))}
+    aligned = config.method == "faithdiff"
+    descriptions = {
+        "conditioner": "resize LR to the DINOv2 input, DINOv2, linear projection",
+        "statistics": "once per photo: encoder, U-Net and decoder on the whole photo resized to "
+                      "one tile, each GroupNorm's statistics recorded",
+        "encoder": "bicubic upsample, VAE encoder (LoRA merged), posterior mean"
+                   + (", and the LQ features" if aligned else ""),
+        "unet": "scale by s, U-Net (LoRA merged) at fixed t*"
+                + (" with the alignment module on its first activation" if aligned else "")
+                + ", one-step update, unscale",
+        "decoder": "VAE decoder, clamp, map [-1, 1] to [0, 1]",
     }
+    return {g: GraphSpec(g, descriptions[g], tuple(tensors[n] for n in inputs),
+                         tuple(tensors[n] for n in outputs))
+            for g, (inputs, outputs) in graph_io(config.method).items()}
 
 
 @functools.cache

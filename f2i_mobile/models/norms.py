@@ -161,8 +161,9 @@ class Statistics(nn.Module):
         for slot in self.slots.values():
             slot.measure()
         try:
-            latent = self.encoder(lr)
-            self.decoder(self.unet(latent, tokens))
+            encoded = self.encoder(lr)  # the latent, and faithdiff's LQ features after it
+            encoded = encoded if isinstance(encoded, tuple) else (encoded,)
+            self.decoder(self.unet(*encoded, tokens))
             return tuple(self.slots[g].pack() for g in ("encoder", "unet", "decoder"))
         finally:
             for slot in self.slots.values():
