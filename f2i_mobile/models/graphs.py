@@ -29,9 +29,10 @@ from f2i_mobile.models.sr import F2IDiffSR, one_step_constants
 NORMALIZED = ("encoder", "unet", "decoder")  # the graphs whose GroupNorms take statistics
 
 
-def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
+def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1, steps: int = 1,
                 ) -> dict[str, GraphSpec]:
-    """The graphs' static I/O for an LR tile edge `tile` (default: the config's)."""
+    """The graphs' static I/O for an LR tile edge `tile` (default: the config's); `steps`
+    above 1 is the host's multi-step U-Net, whose statistics hold one block per call."""
     if config.conditioner.kind != "dinov2":
         raise F2IError("only the DINOv2 conditioner is exported; the text conditioner is the "
                        "T2IDiff training baseline")
@@ -55,7 +56,8 @@ def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
                    "which the U-Net graph's alignment module takes"),
         TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s"),
         TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]", values="unit"),
-        *(TensorSpec(f"{g}_stats", (batch, sum(2 * n.groups for n in slots)), "NC",
+        *(TensorSpec(f"{g}_stats", (batch, (steps if g == "unet" else 1)
+                                    * sum(2 * n.groups for n in slots)), "NC",
                      f"the {g}'s GroupNorm statistics: per norm, G means then G "
                      "variances (manifest tiling.statistics)", values="positive")
           for g, slots in norm_layout(config).items()))}
@@ -92,17 +94,21 @@ def example_inputs(spec: GraphSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(a) for a in spec.examples(seed).values())
 
 
-def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
+def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
     """The graphs as plain eval modules: a copy of the model with every LoRA adapter merged
     (peft merge), so the exported graphs carry no adapter ops, and GroupNorm statistics taken
-    as inputs by the tile graphs and measured by `statistics`."""
+    as inputs by the tile graphs and measured by `statistics`. `steps` above 1: the U-Net
+    sampled in that many calls (host only, never exported)."""
     merged = copy.deepcopy(model).eval()
     merge_lora(merged.unet)
     merge_lora(merged.vae)
     for p in merged.parameters():
         p.requires_grad_(False)
-    stages = merged.stages()
+    stages = merged.stages(steps)
     slots = {g: bind_norms(stages[g]) for g in NORMALIZED}
+    if steps > 1:
+        slots["unet"].steps = steps
+        stages["unet"].on_step = slots["unet"].at_step
     graphs = {"conditioner": stages["conditioner"],
               "statistics": Statistics(*(stages[g] for g in NORMALIZED), slots),
               **{g: WithStats(stages[g], slots[g]) for g in NORMALIZED}}

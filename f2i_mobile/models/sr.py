@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
 from f2i_mobile.core.errors import F2IError
@@ -172,10 +172,12 @@ class OneStepDenoiser(nn.Module):
         self.unet, self.update = unet, OneStepUpdate(one_step)
         self.s, self.timestep = one_step.scaling_factor, one_step.timestep
 
+    def predict(self, z: torch.Tensor, t: int, tokens: torch.Tensor) -> torch.Tensor:
+        return self.unet(z, t, encoder_hidden_states=tokens).sample
+
     def forward(self, latent: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         z_l = latent * self.s
-        pred = self.unet(z_l, self.timestep, encoder_hidden_states=tokens).sample
-        return self.update(z_l, pred)
+        return self.update(z_l, self.predict(z_l, self.timestep, tokens))
 
 
 class AlignedDenoiser(OneStepDenoiser):
@@ -186,10 +188,49 @@ class AlignedDenoiser(OneStepDenoiser):
         super().__init__(unet, one_step)
         self.align = align
 
-    def forward(self, latent: torch.Tensor, features: torch.Tensor, tokens: torch.Tensor,
+    def predict(self, z: torch.Tensor, t: int, features: torch.Tensor, tokens: torch.Tensor,
                 ) -> torch.Tensor:
         with aligned(self.unet, self.align, features, tokens):
-            return super().forward(latent, tokens)
+            return super().predict(z, t, tokens)
+
+    def forward(self, latent: torch.Tensor, features: torch.Tensor, tokens: torch.Tensor,
+                ) -> torch.Tensor:
+        z_l = latent * self.s
+        return self.update(z_l, self.predict(z_l, self.timestep, features, tokens))
+
+
+class MultiStepDenoiser(nn.Module):
+    """Stage `unet` sampled in `steps` U-Net calls (host only, `upscale --steps N`): the LR
+    latent taken as the noisy latent at t* (as the one step takes it), then diffusers' DDIM
+    with trailing spacing from t* to 0, deterministic (eta 0), so tiles agree. With one step
+    DDIM's update is the one-step formula. `on_step(i)` is told each call's index (the graph
+    gives each call its own GroupNorm statistics)."""
+
+    def __init__(self, inner: OneStepDenoiser, config: F2IConfig, steps: int):
+        super().__init__()
+        if config.timestep != config.num_train_timesteps - 1:
+            raise F2IError(f"--steps {steps} samples from the last timestep; this model's one "
+                           f"step is at t* = {config.timestep}")
+        self.inner, self.steps = inner, steps
+        self.scheduler = DDIMScheduler(
+            num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
+            beta_end=config.beta_end, beta_schedule=config.beta_schedule,
+            prediction_type=config.prediction_type, timestep_spacing="trailing",
+            clip_sample=False, set_alpha_to_one=True)
+        self.scheduler.set_timesteps(steps)
+        self.on_step = _no_step
+
+    def forward(self, latent: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        z = latent * self.inner.s
+        for i, t in enumerate(self.scheduler.timesteps):
+            self.on_step(i)
+            pred = self.inner.predict(z, int(t), *rest)
+            z = self.scheduler.step(pred, t, z).prev_sample
+        return z / self.inner.s
+
+
+def _no_step(index: int) -> None:
+    pass
 
 
 class LatentDecoder(nn.Module):
@@ -243,15 +284,20 @@ class F2IDiffSR(nn.Module):
             self.align = AlignmentModule(self.config).to(device)
         return self
 
-    def stages(self) -> dict[str, nn.Module]:
+    def stages(self, steps: int = 1) -> dict[str, nn.Module]:
         """The four stages as modules sharing this model's parameters (built on demand, so they
-        follow LoRA merges and weight loads)."""
+        follow LoRA merges and weight loads); `steps` above 1 samples the U-Net in that many
+        calls (`MultiStepDenoiser`), the one step otherwise."""
+        if steps < 1:
+            raise F2IError(f"--steps must be at least 1, not {steps}")
         if self.align is None:
             encoder = LatentEncoder(self.upsample, self.vae)
             unet = OneStepDenoiser(self.unet, self.one_step)
         else:
             encoder = FeatureEncoder(self.upsample, self.vae, self.config.align.features)
             unet = AlignedDenoiser(self.unet, self.align, self.one_step)
+        if steps > 1:
+            unet = MultiStepDenoiser(unet, self.config, steps)
         return {"conditioner": self.conditioner, "encoder": encoder, "unet": unet,
                 "decoder": LatentDecoder(self.vae)}
 

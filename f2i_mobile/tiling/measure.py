@@ -63,7 +63,7 @@ def _reach(full: np.ndarray, cropped: np.ndarray, tol: float) -> int:
 
 @torch.no_grad()
 def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None = None,
-                     ) -> ReceptiveField:
+                     steps: int = 1) -> ReceptiveField:
     """LR px each graph (and `chain`, the three graphs together) needs on each side of an output
     pixel for its value to be within `tol` (chain: of [0, 1] pixels; single graphs: of
     `tol` x their output's standard deviation).
@@ -74,7 +74,7 @@ def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None 
     m = cfg.pixel_multiple // math.gcd(cfg.pixel_multiple, cfg.scale)
     size = size or max(2 * cfg.tile, 8 * m)
     size = -(-size // (2 * m)) * 2 * m
-    runner = TorchRunner.of_model(model)
+    runner = TorchRunner.of_model(model, steps=steps)
     image = probe_image(size).transpose(2, 0, 1)[None]
     # The photo's tokens and statistics, from the probe resized to one tile, as the tiler does.
     photo = run_chain(runner, {"lr": probe_image(cfg.tile).transpose(2, 0, 1)[None]},
@@ -173,8 +173,11 @@ def _working_bytes(module: torch.nn.Module, args: list[torch.Tensor]) -> int:
     return max(peak_rise(lambda: module(*args)) or 0, counter.peak)
 
 
-def cached_receptive_fields(model: F2IDiffSR) -> ReceptiveField:
-    return cached("rf-v3", model_key(model), lambda: receptive_fields(model),
+def cached_receptive_fields(model: F2IDiffSR, steps: int = 1) -> ReceptiveField:
+    """`receptive_fields`, measured once per model (and per U-Net call count: each call
+    reaches further)."""
+    key = model_key(model) + (f"-steps{steps}" if steps > 1 else "")
+    return cached("rf-v3", key, lambda: receptive_fields(model, steps=steps),
                   lambda rf: vars(rf), lambda d: ReceptiveField(**d))
 
 
