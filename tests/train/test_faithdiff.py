@@ -173,6 +173,7 @@ def test_faithdiff_encoder_graph_exports_the_lq_features_to_onnx(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tile 16 cannot overlap the tiny model's field
 def test_faithdiff_trained_checkpoint_exports_to_onnx_with_parity_and_tiled_upscale(
         tmp_path, foundation):
     """`train sr --method faithdiff` -> export -> parity -> a tiled upscale through ONNX Runtime
@@ -203,3 +204,40 @@ def test_faithdiff_trained_checkpoint_exports_to_onnx_with_parity_and_tiled_upsc
         outs[backend] = np.concatenate([b for _, b in run_job(engine, job, photo, options)])
         engine.close()
     assert float(np.abs(outs["torch"] - outs["onnx"]).max()) < 1e-3
+
+
+def test_faithdiff_multi_step_sampling_on_the_torch_backend():
+    """`upscale --steps N`: one DDIM step is the one-step formula; more steps run tiled with one
+    block of U-Net statistics per call, and are refused where exported graphs would run."""
+    from f2i_mobile.core.errors import F2IError
+    from f2i_mobile.core.image import Photo
+    from f2i_mobile.models.graphs import graph_specs
+    from f2i_mobile.runners.base import run_chain
+    from f2i_mobile.runners.torch_runner import TorchRunner
+    from f2i_mobile.upscale import UpscaleOptions, upscale_photo
+
+    model = build_model(faithdiff_config(), seed=0)
+    with torch.no_grad():
+        model.align.proj.weight.normal_(0, 0.1)
+    lr = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    one = run_chain(TorchRunner.of_model(model), {"lr": lr})
+    three = run_chain(TorchRunner.of_model(model, steps=3), {"lr": lr})
+    assert three["unet_stats"].shape[1] == 3 * one["unet_stats"].shape[1]
+    assert graph_specs(model.config, steps=3)["unet"].inputs[-1].shape[1] == \
+        three["unet_stats"].shape[1]
+    assert float(np.abs(three["sr"] - one["sr"]).max()) > 1e-3
+    stages = model.stages()
+    from f2i_mobile.models.sr import MultiStepDenoiser
+
+    with torch.no_grad():
+        latent, features = stages["encoder"](torch.from_numpy(lr))
+        tokens = model.conditioner(torch.from_numpy(lr))
+        ddim = MultiStepDenoiser(stages["unet"], model.config, 1)(latent, features, tokens)
+        torch.testing.assert_close(ddim, stages["unet"](latent, features, tokens),
+                                   rtol=1e-4, atol=1e-4)
+    rgb = np.random.default_rng(1).random((32, 40, 3), dtype=np.float32)
+    out = upscale_photo(model, Photo(rgb), UpscaleOptions(steps=2, color_fix="none",
+                                                          overlap=8))
+    assert out.rgb.shape == (128, 160, 3) and np.isfinite(out.rgb).all()
+    with pytest.raises(F2IError, match="--steps 2 runs on --backend torch only"):
+        UpscaleOptions(steps=2, backend="onnx").check()
