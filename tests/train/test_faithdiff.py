@@ -241,3 +241,43 @@ def test_faithdiff_multi_step_sampling_on_the_torch_backend():
     assert out.rgb.shape == (128, 160, 3) and np.isfinite(out.rgb).all()
     with pytest.raises(F2IError, match="--steps 2 runs on --backend torch only"):
         UpscaleOptions(steps=2, backend="onnx").check()
+
+
+@pytest.fixture(scope="module")
+def faith_model():
+    """A tiny faithdiff model whose alignment module matters (its projection off zero)."""
+    model = build_model(faithdiff_config(), seed=0)
+    with torch.no_grad():
+        model.align.proj.weight.normal_(0, 0.1)
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_faithdiff_exports_to_executorch_and_tflite_with_parity(faith_model, tmp_path):
+    from f2i_mobile.export.parity import check_all
+    from f2i_mobile.export.pipeline import check_backends, export_model
+
+    manifest, failures = export_model(faith_model, tmp_path / "export",
+                                      check_backends("executorch,tflite"), progress=False)
+    assert not failures, [str(f) for f in failures]
+    tfl = manifest.artifact("tflite", "encoder", "fp32")
+    assert tfl.io_layout.get(FEATURES) == "NHWC"  # an image-like tensor, laid out as latents
+    report = check_all(faith_model, tmp_path / "export")
+    ran = [c for c in report.checks if c.status != "skip"]
+    assert {c.backend for c in ran} == {"executorch", "tflite"}
+    assert all(c.status == "pass" for c in ran), report.table()
+
+
+@pytest.mark.slow
+def test_faithdiff_w8a8_onnx_passes_the_quantization_gate(faith_model, tmp_path, capsys):
+    from f2i_mobile.calibration.capture import capture
+    from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
+    from f2i_mobile.cli import main
+
+    calib = capture(faith_model, tmp_path / "calib", tiles=4, seed=3)
+    assert FEATURES in calib.index["tensors"]
+    out = tmp_path / "export"
+    quantize_model(faith_model, out, QuantRequest("onnx", "w8a8"), calibration=calib.folder)
+    assert main(["quant-check", "--artifacts", str(out), "--min-psnr", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"], report
