@@ -122,7 +122,10 @@ def one_step_record(config: F2IConfig) -> OneStepRecord:
         graph="unet", timestep=step.timestep, alpha_bar=step.alpha_bar,
         prediction_type=step.prediction_type, scaling_factor=step.scaling_factor,
         c_z=step.c_z, c_p=step.c_p,
-        formula="latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s")
+        formula="latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s"
+        if config.method == "osediff" else
+        "latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens; conv_in output h "
+        "-> align(h, lq_features, tokens))) / s")
 
 
 def count_params(model: F2IDiffSR) -> dict[str, int]:

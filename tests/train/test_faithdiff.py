@@ -131,6 +131,13 @@ def test_faithdiff_checkpoint_round_trip_records_the_method(tmp_path):
     lr = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(lr), model(lr))
+    from f2i_mobile.models.info import format_model_report, model_report
+
+    report = model_report(str(folder))
+    assert report["method"] == "faithdiff"
+    assert FEATURES in report["graphs"]["encoder"]["outputs"]
+    assert list(report["graphs"]["unet"]["inputs"])[:2] == ["latent", FEATURES]
+    assert "method       faithdiff" in format_model_report(report)
     # An OSEDiff checkpoint keeps the form (and hash) it had before methods existed.
     plain = save_pretrained(build_model(preset("tiny")), tmp_path / "plain")
     config = json.loads((plain / "f2i_config.json").read_text())["config"]
