@@ -50,6 +50,8 @@ def foundation(args, work: Path) -> Path:
     """The foundation model every variant starts from: --init, or vae then fm made here."""
     if args.init:
         return Path(args.init)
+    if args.reuse and (work / "fm" / "model").is_dir():
+        return work / "fm" / "model"
     common = {"max_steps": args.foundation_steps, "batch": args.batch, "crop": args.crop,
               "seed": args.seed, "checkpoint_every": args.foundation_steps}
     vae = run_stage(default_train_config("vae").replace(**common), str(work / "vae"),
@@ -67,6 +69,8 @@ def train_variant(name: str, args, init: Path, work: Path) -> tuple[Path, float,
         cfg = cfg.replace(align_steps=args.align_steps if spec.get("align") else 0,
                           lora_rank=args.lora_rank,
                           align=AlignConfig(features=spec.get("features", "penultimate")))
+    if args.reuse and (work / name / "model").is_dir():
+        return work / name / "model", float("nan"), trained_parameters(cfg, init)
     tic = time.perf_counter()
     final = run_stage(cfg, str(work / name), data=args.data, init=str(init),
                       progress=args.progress)
@@ -143,6 +147,9 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--repeats", type=int, default=5, help="timed tiles per variant")
     p.add_argument("--work", default=None, help="keep the runs here (default: a temp folder)")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --work: score the runs already there instead of training them "
+                        "again (same arguments; their training time is not known then)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args()
