@@ -57,7 +57,8 @@ def foundation(args, work: Path) -> Path:
     vae = run_stage(default_train_config("vae").replace(**common), str(work / "vae"),
                     data=args.data, preset_name=args.preset, progress=args.progress)
     return run_stage(default_train_config("fm").replace(**common), str(work / "fm"),
-                     data=args.data, init=str(vae), progress=args.progress)
+                     data=args.data, preset_name=args.preset, init=str(vae),
+                     progress=args.progress)
 
 
 def train_variant(name: str, args, init: Path, work: Path) -> tuple[Path, float, int]:
