@@ -80,6 +80,9 @@ class UpscaleOptions:
     artifacts: str | None = None  # export folder (backends other than torch)
     precision: str = "fp32"
     progress: bool = False
+    # U-Net calls per tile: 1 is the one step the graphs run everywhere; more samples through a
+    # diffusers scheduler, on the torch backend only (`models.sr.MultiStepDenoiser`).
+    steps: int = 1
     # For backend auto: (model path, these options) -> the options with a concrete backend, and
     # notes on the choice; `f2i_mobile.export.cache.resolve` (`export.cache.default_options`).
     resolve: Callable[[str | Path | None, UpscaleOptions],
@@ -95,6 +98,11 @@ class UpscaleOptions:
         if self.color_fix not in METHODS:
             raise F2IError(f"--color-fix must be one of {', '.join(METHODS)}, "
                            f"not {self.color_fix!r}")
+        if self.steps < 1:
+            raise F2IError(f"--steps must be at least 1, not {self.steps}")
+        if self.steps > 1 and self.backend not in (TORCH, AUTO):
+            raise F2IError(f"--steps {self.steps} runs on --backend torch only: exported graphs "
+                           "are the one step a phone runs")
         if self.color_scope not in ("tile", "image"):
             raise F2IError(f"--color-scope must be tile or image, not {self.color_scope!r}")
 
@@ -111,6 +119,7 @@ class Engine:
     multiple: int
     origin: str = ""
     model: object = None  # the torch model, when the runner runs it
+    steps: int = 1  # U-Net calls per tile (torch only)
     manifest: Manifest | None = None  # the export's, when the runner runs its artifacts
     notes: list[str] = field(default_factory=list)  # why this runtime (backend auto)
 
@@ -132,7 +141,7 @@ class Engine:
         if self.model is None:
             return self.manifest.tiling.receptive_field
         from f2i_mobile.tiling.measure import cached_receptive_fields
-        return cached_receptive_fields(self.model)
+        return cached_receptive_fields(self.model, self.steps)
 
     def close(self) -> None:
         self.runner.close()
@@ -141,6 +150,10 @@ class Engine:
 def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=None) -> Engine:
     options.check()
     notes: list[str] = []
+    if options.backend == AUTO and options.steps > 1:
+        options = replace(options, backend=TORCH)
+        notes.append(f"note: --steps {options.steps} runs the torch model (exported graphs are "
+                     "one step)")
     if options.backend == AUTO:
         options, notes = options.resolve(model_path, options)
         options.check()
@@ -158,8 +171,9 @@ def _open_engine(model_path: str | Path | None, options: UpscaleOptions, model) 
         tile, multiple = options.tile or model.config.tile, lr_multiple(model.config)
         if tile % multiple:
             raise F2IError(f"--tile {tile} must be a multiple of {multiple} LR px for this model")
-        return Engine(TorchRunner.of_model(model, tile), model.config.scale, tile, multiple,
-                      model.metadata.get("origin", ""), model=model)
+        return Engine(TorchRunner.of_model(model, tile, options.steps), model.config.scale,
+                      tile, multiple, model.metadata.get("origin", ""), model=model,
+                      steps=options.steps)
     if options.artifacts is None:
         raise F2IError(f"--backend {options.backend} needs --artifacts (an export folder)")
     from f2i_mobile.runners import open_runner

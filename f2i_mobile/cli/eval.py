@@ -29,6 +29,7 @@ def run(args) -> int:
 
     model = load_model(args.model)
     result = summary(evaluate(model, eval_images(args.data)))
+    result["method"] = model.config.method  # how its SR stage was trained
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -57,5 +58,7 @@ def table(result: dict) -> str:
     verdict = "pass" if not gate["failures"] else "FAIL: " + "; ".join(gate["failures"])
     lines.append(f"fidelity gate (PSNR-Y >= bicubic, cast without the fix <= "
                  f"{gate['max_cast']:g} levels): {verdict}")
+    if "method" in result:
+        lines.append(f"model trained with the {result['method']} method")
     lines.append(result["note"])
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`f2i-mobile train {vae,fm,sr}`: one stage of the training core."""
+"""`f2i-mobile train {vae,fm,sr}`: one stage of the training core (`sr --method osediff|faithdiff`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,22 @@ def add_parser(sub) -> None:
     p.add_argument("--p-bicubic", type=float, default=None,
                    help="share of clean bicubic LR among Real-ESRGAN-degraded LR (sr stage)")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
+    p.add_argument("--method", choices=("osediff", "faithdiff"), default=None,
+                   help="how the sr stage trains: osediff (default; LoRA on the VAE encoder and "
+                        "U-Net) or faithdiff (alignment module, then joint fine-tuning)")
+    p.add_argument("--align-steps", type=int, default=None,
+                   help="faithdiff: steps that train the alignment module alone, first")
+    p.add_argument("--lora-rank", type=int, default=None,
+                   help="faithdiff: fine-tune U-Net and LQ encoder through adapters of this rank "
+                        "on every layer (default: whole)")
+    p.add_argument("--align-width", type=int, default=None,
+                   help="faithdiff: alignment module channels (default: the U-Net's first)")
+    p.add_argument("--align-convs", type=int, default=None,
+                   help="faithdiff: alignment module ResNet blocks (default 2)")
+    p.add_argument("--align-blocks", type=int, default=None,
+                   help="faithdiff: alignment module transformer layers (default 1)")
+    p.add_argument("--align-features", choices=("penultimate", "last"), default=None,
+                   help="faithdiff: the LQ encoder's features (default penultimate)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--dinov2", default=None, help="local HF folder with real DINOv2 weights")
     p.add_argument("--vae", default=None, help="local HF folder with real VAE weights")
@@ -38,13 +54,22 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
+    from f2i_mobile.core.errors import F2IError
     from f2i_mobile.train.config import default_train_config
     from f2i_mobile.train.run import run_stage
 
     cfg = default_train_config(args.stage).replace(
         max_steps=args.max_steps, batch=args.batch, crop=args.crop, learning_rate=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
-        mixed_precision=args.mixed_precision)
+        mixed_precision=args.mixed_precision, method=args.method, align_steps=args.align_steps,
+        lora_rank=args.lora_rank)
+    align = {k: v for k, v in (("width", args.align_width), ("convs", args.align_convs),
+                               ("blocks", args.align_blocks), ("features", args.align_features))
+             if v is not None}
+    if align:
+        if cfg.method != "faithdiff":
+            raise F2IError("--align-* options belong to --method faithdiff")
+        cfg = cfg.replace(align=replace(cfg.align, **align))
     if args.p_bicubic is not None:
         cfg = cfg.replace(degradation=replace(cfg.degradation, p_bicubic=args.p_bicubic))
     final = run_stage(cfg, args.out, data=args.data, preset_name=args.preset,

@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
     p.add_argument("--artifacts", default=None, metavar="OUT",
                    help="export folder with manifest.json (backends other than torch)")
     p.add_argument("--precision", default="fp32", help="artifact precision (default: fp32)")
+    p.add_argument("--steps", type=int, default=1,
+                   help="U-Net calls per tile (default 1: the one step the exported graphs run); "
+                        "more samples through a diffusers DDIM scheduler on the torch model")
     p.add_argument("--plan", action="store_true",
                    help="print the tile plan, FLOPs and peak memory estimate, and exit")
     p.add_argument("--format", choices=("png", "jpg", "tif", "webp", "heic"), default=None,
@@ -79,7 +82,7 @@ def run(args) -> int:
         memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
         color_fix=args.color_fix, color_scope=args.color_scope, conditioning=args.conditioning,
         scale=args.scale, backend=args.backend, artifacts=args.artifacts,
-        precision=args.precision, progress=True, resolve=resolve)
+        precision=args.precision, progress=True, resolve=resolve, steps=args.steps)
     if is_set(args):
         return run_set(args, options)
     [source] = args.inputs

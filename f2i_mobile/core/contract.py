@@ -9,6 +9,14 @@ the runners and the bench all read this module (and the manifest built from it).
     unet         latent, tokens, unet_stats [B,S_u]     latent_sr [B,C,h,w]
     decoder      latent_sr, decoder_stats [B,S_d]       sr [B,3,s*t,s*t] in [0,1]
 
+That is the `osediff` method's wiring. A model trained with the `faithdiff` method (`METHODS`)
+keeps the five graphs and adds one tensor between two of them: `encoder` also gives
+`lq_features` [B,F,h,w] (its LQ encoder's penultimate features, before the latent projection),
+and `unet` takes them after `latent`; its alignment module lives inside the `unet` graph, where
+its output is added to the U-Net's first convolution. `graph_io(method)` names each graph's
+inputs and outputs; readers take a graph's signature from its `GraphSpec` (or the manifest),
+never from this table.
+
 Graphs are wired by tensor name: a graph's inputs are the outputs of earlier graphs (or `lr`).
 For a photo of many tiles, `conditioner` and `statistics` run once, on the whole photo resized
 to one tile (`PHOTO_GRAPHS`), and every tile takes their outputs; on a single tile the same
@@ -35,6 +43,26 @@ DEFAULT_COLOR_FIX = "wavelet"
 PHOTO_GRAPHS = ("conditioner", "statistics")
 SOURCE = "lr"  # the one tensor no graph produces: the LR tile
 RESULT = "sr"  # the SR tile
+# How the SR stage was trained, which decides the graphs' signatures: OSEDiff (LoRA on the VAE
+# encoder and U-Net) or FaithDiff (an LQ encoder's features through an alignment module into a
+# fine-tuned U-Net).
+METHODS = ("osediff", "faithdiff")
+DEFAULT_METHOD = "osediff"
+FEATURES = "lq_features"  # faithdiff's extra tensor, from `encoder` to `unet`
+
+
+def graph_io(method: str = DEFAULT_METHOD) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Each graph's input and output tensor names, in order, for a training method."""
+    if method not in METHODS:
+        raise F2IError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+    extra = (FEATURES,) if method == "faithdiff" else ()
+    return {
+        "conditioner": ((SOURCE,), ("tokens",)),
+        "statistics": ((SOURCE, "tokens"), ("encoder_stats", "unet_stats", "decoder_stats")),
+        "encoder": ((SOURCE, "encoder_stats"), ("latent", *extra)),
+        "unet": (("latent", *extra, "tokens", "unet_stats"), ("latent_sr",)),
+        "decoder": (("latent_sr", "decoder_stats"), (RESULT,)),
+    }
 
 
 @dataclass(frozen=True)

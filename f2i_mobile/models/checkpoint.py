@@ -7,6 +7,10 @@ A checkpoint is a folder:
     vae/config.json, vae/diffusion_pytorch_model.safetensors     (a diffusers AutoencoderKL folder)
     unet/config.json, unet/diffusion_pytorch_model.safetensors   (a diffusers UNet2DConditionModel)
     lora/unet/, lora/vae_encoder/        peft adapters (adapter_config.json + adapter_model.safetensors)
+    align/model.safetensors              FaithDiff's alignment module (config method faithdiff)
+
+The training method is the config's `method` (absent in the JSON of an OSEDiff model, which
+reads as `osediff`).
 
 Base weights are stored without the adapters, so `vae/` and `unet/` load in diffusers as they are.
 Only safetensors are read: nothing is unpickled.
@@ -61,12 +65,14 @@ def build_model(config: F2IConfig, seed: int = 0, *, lora: bool = True,
                 dinov2: str | Path | None = None, vae: str | Path | None = None,
                 metadata: dict | None = None) -> F2IDiffSR:
     """A model from its config: random weights from `seed`, or real DINOv2/VAE weights from local
-    folders. `lora=True` adds the SR stage's adapters (zero-initialised B, so no effect yet)."""
+    folders. `lora=True` adds the SR stage's adapters (zero-initialised B, so no effect yet);
+    a faithdiff config gets its alignment module (zero-initialised output) and no adapters: its
+    U-Net and encoder are fine-tuned whole unless training puts adapters on them."""
     torch.manual_seed(seed)
     conditioner = build_conditioner(config.conditioner, config.cross_attention_dim, dinov2)
     autoencoder = build_vae(config.vae) if vae is None else load_vae(vae, config.vae)
     unet = build_unet(config.unet, config.vae.latent_channels, config.cross_attention_dim)
-    if lora:
+    if lora and config.method == "osediff":
         add_lora(unet, unet_lora_config(config.lora.rank, config.lora.alpha,
                                         config.lora.unet_targets))
         add_lora(autoencoder, vae_encoder_lora_config(config.lora.rank, config.lora.alpha,
@@ -94,6 +100,8 @@ def save_pretrained(model: F2IDiffSR, folder: str | Path, dtype: torch.dtype | N
             save_lora(model.unet, tmp / "lora" / "unet", dtype)
         if has_lora(model.vae):
             save_lora(model.vae, tmp / "lora" / "vae_encoder", dtype)
+        if model.align is not None:
+            _save_weights(model.align.state_dict(), tmp / "align" / "model.safetensors", dtype)
     return folder
 
 
@@ -110,7 +118,18 @@ def from_pretrained(folder: str | Path) -> F2IDiffSR:
         load_lora(model.unet, folder / "lora" / "unet")
     if (folder / "lora" / "vae_encoder").is_dir():
         load_lora(model.vae, folder / "lora" / "vae_encoder")
+    if model.align is not None:
+        _load_into(model.align, _load_weights(folder / "align" / "model.safetensors"),
+                   folder / "align")
     return model.eval()
+
+
+def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    own = set(module.state_dict())
+    if own != set(state):
+        raise F2IError(f"{where}: weights do not fit the config's alignment module "
+                       f"({len(own - set(state))} missing, {len(set(state) - own)} unexpected)")
+    module.load_state_dict(state)
 
 
 def read_header(folder: Path) -> tuple[F2IConfig, dict]:

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from f2i_mobile.core.contract import DEFAULT_METHOD, METHODS
 from f2i_mobile.core.errors import F2IError
 
 # OSEDiff's LoRA targets: convolutions and attention projections, no norms.
@@ -140,6 +141,28 @@ class LoRAConfig:
 
 
 @dataclass(frozen=True)
+class AlignConfig:
+    """FaithDiff's alignment module (method `faithdiff` only; `models.align`): the LQ encoder's
+    features and the U-Net's first activation -> `convs` ResNet blocks -> a transformer of
+    `blocks` layers -> a zero-initialised 1x1 projection added to that activation."""
+
+    width: int = 0  # channels inside the module; 0: the U-Net's first block width
+    convs: int = 2  # ResNet blocks
+    blocks: int = 1  # transformer layers
+    heads: int = 0  # attention heads; 0: the U-Net's first block's
+    # Which LQ encoder features: "penultimate" (FaithDiff: before the latent projection) or
+    # "last" (its ablation: the encoder's last layer, the posterior moments).
+    features: str = "penultimate"
+
+    def __post_init__(self) -> None:
+        if self.features not in ("penultimate", "last"):
+            raise F2IError(f"align.features must be 'penultimate' or 'last', not "
+                           f"{self.features!r}")
+        if min(self.width, self.heads, self.convs, self.blocks) < 0:
+            raise F2IError("align: width, heads, convs and blocks must not be negative")
+
+
+@dataclass(frozen=True)
 class F2IConfig:
     name: str
     conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
@@ -156,8 +179,14 @@ class F2IConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     tile: int = 128  # default LR tile edge (a 512x512 output tile at 4x)
+    # How the SR stage is trained (core.contract.METHODS); `align` is read for faithdiff only.
+    method: str = DEFAULT_METHOD
+    align: AlignConfig = field(default_factory=AlignConfig)
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise F2IError(f"config {self.name}: method must be one of {', '.join(METHODS)}, "
+                           f"not {self.method!r}")
         if self.conditioner.kind not in ("dinov2", "text"):
             raise F2IError(f"config {self.name}: conditioner kind must be 'dinov2' or 'text', "
                            f"not {self.conditioner.kind!r}")
@@ -176,7 +205,12 @@ class F2IConfig:
         return self.vae.downsample * self.unet.downsample
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_unset(dataclasses.asdict(self))
+        data = dataclasses.asdict(self)
+        if self.method == DEFAULT_METHOD:
+            # An OSEDiff config keeps the dict (and hash) it had before FaithDiff existed, so
+            # checkpoints, manifests and caches written then still match.
+            del data["method"], data["align"]
+        return _drop_unset(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -236,6 +270,7 @@ _NESTED = {
     (F2IConfig, "unet"): UNetConfig,
     (F2IConfig, "lora"): LoRAConfig,
     (VAEConfig, "lite"): LiteEDConfig,
+    (F2IConfig, "align"): AlignConfig,
 }
 
 

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from f2i_mobile.core.contract import GRAPHS, GraphSpec, TensorSpec
+from f2i_mobile.core.contract import FEATURES, GRAPHS, GraphSpec, TensorSpec, graph_io
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import OneStepRecord
+from f2i_mobile.models.align import feature_channels
 from f2i_mobile.models.config import F2IConfig
 from f2i_mobile.models.lora import merge_lora
 from f2i_mobile.models.norms import NormSlot, Statistics, WithStats, bind_norms
@@ -28,9 +29,10 @@ from f2i_mobile.models.sr import F2IDiffSR, one_step_constants
 NORMALIZED = ("encoder", "unet", "decoder")  # the graphs whose GroupNorms take statistics
 
 
-def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
+def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1, steps: int = 1,
                 ) -> dict[str, GraphSpec]:
-    """The graphs' static I/O for an LR tile edge `tile` (default: the config's)."""
+    """The graphs' static I/O for an LR tile edge `tile` (default: the config's); `steps`
+    above 1 is the host's multi-step U-Net, whose statistics hold one block per call."""
     if config.conditioner.kind != "dinov2":
         raise F2IError("only the DINOv2 conditioner is exported; the text conditioner is the "
                        "T2IDiff training baseline")
@@ -41,37 +43,39 @@ def graph_specs(config: F2IConfig, tile: int | None = None, batch: int = 1,
                        f"{config.pixel_multiple}; choose a tile that is a multiple of "
                        f"{max(1, config.pixel_multiple // config.scale)}")
     c, h = config.vae.latent_channels, out // config.vae.downsample
-    lr = TensorSpec("lr", (batch, 3, tile, tile), "NCHW",
-                    "LR tile, RGB in [0, 1] (statistics: the whole photo resized to one tile)",
-                    values="unit")
-    tokens = TensorSpec("tokens", (batch, config.conditioner.num_tokens,
-                                   config.cross_attention_dim), "NLC",
-                        "conditioner tokens (CLS + patches), projected to cross-attention width")
-    latent = TensorSpec("latent", (batch, c, h, h), "NCHW",
-                        "unscaled VAE latent (posterior mean) of bicubic-upsampled LR")
-    latent_sr = TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s")
-    sr = TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]", values="unit")
-    stats = {g: TensorSpec(f"{g}_stats", (batch, sum(2 * n.groups for n in slots)), "NC",
-                           f"the {g}'s GroupNorm statistics: per norm, G means then G "
-                           "variances (manifest tiling.statistics)", values="positive")
-             for g, slots in norm_layout(config).items()}
-    return {
-        "conditioner": GraphSpec("conditioner",
-                                 "resize LR to the DINOv2 input, DINOv2, linear projection",
-                                 (lr,), (tokens,)),
-        "statistics": GraphSpec("statistics",
-                                "once per photo: encoder, U-Net and decoder on the whole photo "
-                                "resized to one tile, each GroupNorm's statistics recorded",
-                                (lr, tokens), tuple(stats[g] for g in NORMALIZED)),
-        "encoder": GraphSpec("encoder",
-                             "bicubic upsample, VAE encoder (LoRA merged), posterior mean",
-                             (lr, stats["encoder"]), (latent,)),
-        "unet": GraphSpec("unet",
-                          "scale by s, U-Net (LoRA merged) at fixed t*, one-step update, unscale",
-                          (latent, tokens, stats["unet"]), (latent_sr,)),
-        "decoder": GraphSpec("decoder", "VAE decoder, clamp, map [-1, 1] to [0, 1]",
-                             (latent_sr, stats["decoder"]), (sr,)),
+    tensors = {t.name: t for t in (
+        TensorSpec("lr", (batch, 3, tile, tile), "NCHW",
+                   "LR tile, RGB in [0, 1] (statistics: the whole photo resized to one tile)",
+                   values="unit"),
+        TensorSpec("tokens", (batch, config.conditioner.num_tokens, config.cross_attention_dim),
+                   "NLC", "conditioner tokens (CLS + patches), projected to cross-attention width"),
+        TensorSpec("latent", (batch, c, h, h), "NCHW",
+                   "unscaled VAE latent (posterior mean) of bicubic-upsampled LR"),
+        TensorSpec(FEATURES, (batch, feature_channels(config), h, h), "NCHW",
+                   f"the LQ encoder's {config.align.features}-layer features (faithdiff), "
+                   "which the U-Net graph's alignment module takes"),
+        TensorSpec("latent_sr", (batch, c, h, h), "NCHW", "unscaled SR latent z_H / s"),
+        TensorSpec("sr", (batch, 3, out, out), "NCHW", "SR tile, RGB in [0, 1]", values="unit"),
+        *(TensorSpec(f"{g}_stats", (batch, (steps if g == "unet" else 1)
+                                    * sum(2 * n.groups for n in slots)), "NC",
+                     f"the {g}'s GroupNorm statistics: per norm, G means then G "
+                     "variances (manifest tiling.statistics)", values="positive")
+          for g, slots in norm_layout(config).items()))}
+    aligned = config.method == "faithdiff"
+    descriptions = {
+        "conditioner": "resize LR to the DINOv2 input, DINOv2, linear projection",
+        "statistics": "once per photo: encoder, U-Net and decoder on the whole photo resized to "
+                      "one tile, each GroupNorm's statistics recorded",
+        "encoder": "bicubic upsample, VAE encoder (LoRA merged), posterior mean"
+                   + (", and the LQ features" if aligned else ""),
+        "unet": "scale by s, U-Net (LoRA merged) at fixed t*"
+                + (" with the alignment module on its first activation" if aligned else "")
+                + ", one-step update, unscale",
+        "decoder": "VAE decoder, clamp, map [-1, 1] to [0, 1]",
     }
+    return {g: GraphSpec(g, descriptions[g], tuple(tensors[n] for n in inputs),
+                         tuple(tensors[n] for n in outputs))
+            for g, (inputs, outputs) in graph_io(config.method).items()}
 
 
 @functools.cache
@@ -90,17 +94,21 @@ def example_inputs(spec: GraphSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(a) for a in spec.examples(seed).values())
 
 
-def graph_modules(model: F2IDiffSR) -> dict[str, nn.Module]:
+def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
     """The graphs as plain eval modules: a copy of the model with every LoRA adapter merged
     (peft merge), so the exported graphs carry no adapter ops, and GroupNorm statistics taken
-    as inputs by the tile graphs and measured by `statistics`."""
+    as inputs by the tile graphs and measured by `statistics`. `steps` above 1: the U-Net
+    sampled in that many calls (host only, never exported)."""
     merged = copy.deepcopy(model).eval()
     merge_lora(merged.unet)
     merge_lora(merged.vae)
     for p in merged.parameters():
         p.requires_grad_(False)
-    stages = merged.stages()
+    stages = merged.stages(steps)
     slots = {g: bind_norms(stages[g]) for g in NORMALIZED}
+    if steps > 1:
+        slots["unet"].steps = steps
+        stages["unet"].on_step = slots["unet"].at_step
     graphs = {"conditioner": stages["conditioner"],
               "statistics": Statistics(*(stages[g] for g in NORMALIZED), slots),
               **{g: WithStats(stages[g], slots[g]) for g in NORMALIZED}}
@@ -114,7 +122,10 @@ def one_step_record(config: F2IConfig) -> OneStepRecord:
         graph="unet", timestep=step.timestep, alpha_bar=step.alpha_bar,
         prediction_type=step.prediction_type, scaling_factor=step.scaling_factor,
         c_z=step.c_z, c_p=step.c_p,
-        formula="latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s")
+        formula="latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens)) / s"
+        if config.method == "osediff" else
+        "latent_sr = (c_z * (latent * s) + c_p * unet(latent * s, t*, tokens; conv_in output h "
+        "-> align(h, lq_features, tokens))) / s")
 
 
 def count_params(model: F2IDiffSR) -> dict[str, int]:

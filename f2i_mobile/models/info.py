@@ -46,6 +46,7 @@ def model_report(model_path: str | None = None, preset_name: str | None = None,
         "scale": config.scale,
         "tile": tile,
         "output_tile": tile * config.scale,
+        "method": config.method,
         "timestep": config.timestep,
         "prediction_type": config.prediction_type,
         "latent_channels": config.vae.latent_channels,
@@ -61,6 +62,8 @@ def format_model_report(r: dict) -> str:
     lines = [
         f"model        {r['name']}  (config {r['config_hash']})",
         f"origin       {r['origin']}",
+        f"method       {r['method']}" + (" (LQ features -> alignment module -> U-Net)"
+                                        if r["method"] == "faithdiff" else ""),
         f"one step     {r['scale']}x, t* = {r['timestep']}, {r['prediction_type']} prediction, "
         f"{r['latent_channels']} latent channels",
         f"tile         LR {r['tile']}x{r['tile']} -> {r['output_tile']}x{r['output_tile']}",

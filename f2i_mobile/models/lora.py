@@ -37,6 +37,18 @@ def vae_encoder_lora_config(rank: int, alpha: int, targets: tuple[str, ...]) -> 
                           init_lora_weights="gaussian")
 
 
+def every_layer_lora_config(module: nn.Module, rank: int, alpha: int, prefix: str = "",
+                            ) -> PeftLoraConfig:
+    """Adapters on every convolution and linear layer of `module` (under `prefix`): FaithDiff's
+    U-Net and LQ encoder fine-tuned through LoRA rather than whole. Named one by one, since
+    peft's `all-linear` leaves convolutions out."""
+    names = [n for n, m in module.named_modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear)) and n.startswith(prefix)]
+    pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"
+    return PeftLoraConfig(r=rank, lora_alpha=alpha, target_modules=pattern,
+                          init_lora_weights="gaussian")
+
+
 def add_lora(model: nn.Module, config: PeftLoraConfig) -> nn.Module:
     return inject_adapter_in_model(config, model, adapter_name=ADAPTER)
 

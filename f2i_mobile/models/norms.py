@@ -40,20 +40,36 @@ class StatsSlot:
         self.mode = "measure"
         self.packed: torch.Tensor | None = None
         self.recorded: dict[int, torch.Tensor] = {}  # by norm index: call order is not module order
+        # A graph that calls its network several times (multi-step sampling on the host) packs
+        # one block of statistics per call, in call order; `step` is the call running now.
+        self.steps, self.step = 1, 0
+
+    @property
+    def step_size(self) -> int:
+        return sum(2 * n.groups for n in self.norms)
 
     @property
     def size(self) -> int:
-        return sum(2 * n.groups for n in self.norms)
+        return self.steps * self.step_size
+
+    def at_step(self, step: int) -> None:
+        self.step = step
 
     def measure(self) -> None:
-        self.mode, self.recorded = "measure", {}
+        self.mode, self.recorded, self.step = "measure", {}, 0
 
     def apply(self, packed: torch.Tensor) -> None:
-        self.mode, self.packed = "apply", packed
+        self.mode, self.packed, self.step = "apply", packed, 0
+
+    def key(self, index: int) -> int:
+        return self.step * len(self.norms) + index
+
+    def offset(self, index: int) -> int:
+        return self.step * self.step_size + self.norms[index].offset
 
     def pack(self) -> torch.Tensor:
         """The recorded statistics, in the layout `apply` reads."""
-        return torch.cat([self.recorded[i] for i in range(len(self.norms))], dim=1)
+        return torch.cat([self.recorded[i] for i in range(self.steps * len(self.norms))], dim=1)
 
     def clear(self) -> None:
         """Drop the call's tensors: under torch.export they are fake, and a module holding one
@@ -106,9 +122,9 @@ class StatNorm(nn.Module):
             mean = grouped.mean(dim=2)
             centred = grouped - mean[:, :, None]
             var = (centred * centred).mean(dim=2)
-            self.slot.recorded[self.index] = torch.cat([mean, var], dim=1)
+            self.slot.recorded[self.slot.key(self.index)] = torch.cat([mean, var], dim=1)
         else:
-            offset = self.slot.norms[self.index].offset
+            offset = self.slot.offset(self.index)
             stats = self.slot.packed[:, offset:offset + 2 * g]
             mean, var = stats[:, :g], stats[:, g:]
         a, b = self.factors(mean, var)
@@ -161,8 +177,9 @@ class Statistics(nn.Module):
         for slot in self.slots.values():
             slot.measure()
         try:
-            latent = self.encoder(lr)
-            self.decoder(self.unet(latent, tokens))
+            encoded = self.encoder(lr)  # the latent, and faithdiff's LQ features after it
+            encoded = encoded if isinstance(encoded, tuple) else (encoded,)
+            self.decoder(self.unet(*encoded, tokens))
             return tuple(self.slots[g].pack() for g in ("encoder", "unet", "decoder"))
         finally:
             for slot in self.slots.values():

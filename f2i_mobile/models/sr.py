@@ -10,21 +10,26 @@ For epsilon prediction c_z = 1/sqrt(abar_t*), c_p = -sqrt(1 - abar_t*)/sqrt(abar
 v-prediction c_z = sqrt(abar_t*), c_p = -sqrt(1 - abar_t*).
 
 Images are NCHW float in [0, 1]; the VAE works in [-1, 1] internally.
+
+The `faithdiff` method (`F2IConfig.method`) keeps this form and adds FaithDiff's alignment:
+the encoder also gives its LQ features f (`FeatureEncoder`), and inside the U-Net the first
+convolution's output h becomes `align(h, f, c)` (`AlignedDenoiser`, `models.align`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
 from f2i_mobile.core.errors import F2IError
+from f2i_mobile.models.align import AlignmentModule, aligned
 from f2i_mobile.models.conditioner import Conditioner
-from f2i_mobile.models.config import F2IConfig
+from f2i_mobile.models.config import AlignConfig, F2IConfig
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,30 @@ class LatentEncoder(nn.Module):
         return moments[:, : self.latent_channels]
 
 
+class FeatureEncoder(LatentEncoder):
+    """Stage `encoder` of faithdiff: the latent, and the LQ features the alignment module takes:
+    the input of the encoder's last convolution (`penultimate`), or the posterior moments
+    (`last`). Caught by a pre-hook on that convolution, so the diffusers encoder runs as is."""
+
+    def __init__(self, upsample: BicubicUpsample, vae: AutoencoderKL, features: str):
+        super().__init__(upsample, vae)
+        self.features = features
+
+    def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        caught: list[torch.Tensor] = []
+        layer = self.quant_conv if self.features == "last" and self.quant_conv is not None \
+            else self.encoder.conv_out
+        if self.features == "penultimate":
+            handle = layer.register_forward_pre_hook(lambda m, args: caught.append(args[0]))
+        else:
+            handle = layer.register_forward_hook(lambda m, args, out: caught.append(out))
+        try:
+            latent = super().forward(lr)
+        finally:
+            handle.remove()
+        return latent, caught[0]
+
+
 class OneStepDenoiser(nn.Module):
     """Stage `unet`: unscaled LR latent + tokens -> unscaled SR latent. Holds every diffusion
     constant: the scaling factor, the fixed timestep t* and the one-step update."""
@@ -143,10 +172,65 @@ class OneStepDenoiser(nn.Module):
         self.unet, self.update = unet, OneStepUpdate(one_step)
         self.s, self.timestep = one_step.scaling_factor, one_step.timestep
 
+    def predict(self, z: torch.Tensor, t: int, tokens: torch.Tensor) -> torch.Tensor:
+        return self.unet(z, t, encoder_hidden_states=tokens).sample
+
     def forward(self, latent: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         z_l = latent * self.s
-        pred = self.unet(z_l, self.timestep, encoder_hidden_states=tokens).sample
-        return self.update(z_l, pred)
+        return self.update(z_l, self.predict(z_l, self.timestep, tokens))
+
+
+class AlignedDenoiser(OneStepDenoiser):
+    """Stage `unet` of faithdiff: as `OneStepDenoiser`, with the LQ features aligned into the
+    U-Net's first activation; the alignment module is part of this graph."""
+
+    def __init__(self, unet: UNet2DConditionModel, align: AlignmentModule, one_step: OneStep):
+        super().__init__(unet, one_step)
+        self.align = align
+
+    def predict(self, z: torch.Tensor, t: int, features: torch.Tensor, tokens: torch.Tensor,
+                ) -> torch.Tensor:
+        with aligned(self.unet, self.align, features, tokens):
+            return super().predict(z, t, tokens)
+
+    def forward(self, latent: torch.Tensor, features: torch.Tensor, tokens: torch.Tensor,
+                ) -> torch.Tensor:
+        z_l = latent * self.s
+        return self.update(z_l, self.predict(z_l, self.timestep, features, tokens))
+
+
+class MultiStepDenoiser(nn.Module):
+    """Stage `unet` sampled in `steps` U-Net calls (host only, `upscale --steps N`): the LR
+    latent taken as the noisy latent at t* (as the one step takes it), then diffusers' DDIM
+    with trailing spacing from t* to 0, deterministic (eta 0), so tiles agree. With one step
+    DDIM's update is the one-step formula. `on_step(i)` is told each call's index (the graph
+    gives each call its own GroupNorm statistics)."""
+
+    def __init__(self, inner: OneStepDenoiser, config: F2IConfig, steps: int):
+        super().__init__()
+        if config.timestep != config.num_train_timesteps - 1:
+            raise F2IError(f"--steps {steps} samples from the last timestep; this model's one "
+                           f"step is at t* = {config.timestep}")
+        self.inner, self.steps = inner, steps
+        self.scheduler = DDIMScheduler(
+            num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
+            beta_end=config.beta_end, beta_schedule=config.beta_schedule,
+            prediction_type=config.prediction_type, timestep_spacing="trailing",
+            clip_sample=False, set_alpha_to_one=True)
+        self.scheduler.set_timesteps(steps)
+        self.on_step = _no_step
+
+    def forward(self, latent: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        z = latent * self.inner.s
+        for i, t in enumerate(self.scheduler.timesteps):
+            self.on_step(i)
+            pred = self.inner.predict(z, int(t), *rest)
+            z = self.scheduler.step(pred, t, z).prev_sample
+        return z / self.inner.s
+
+
+def _no_step(index: int) -> None:
+    pass
 
 
 class LatentDecoder(nn.Module):
@@ -168,30 +252,61 @@ STAGES = ("conditioner", "encoder", "unet", "decoder")
 class F2IDiffSR(nn.Module):
     """F2IDiff-SR / Eff-F2IDiff-SR: LR image in [0, 1] -> SR image in [0, 1], one U-Net step.
 
-    The parameters live in `conditioner`, `vae` and `unet` (what training and checkpoints see);
-    `stages()` views them as the graphs that export, calibration and the tiler run.
+    The parameters live in `conditioner`, `vae`, `unet` and, for faithdiff, `align` (what
+    training and checkpoints see); `stages()` views them as the graphs that export, calibration
+    and the tiler run.
     """
 
     def __init__(self, config: F2IConfig, conditioner: Conditioner, vae: AutoencoderKL,
-                 unet: UNet2DConditionModel, metadata: dict | None = None):
+                 unet: UNet2DConditionModel, metadata: dict | None = None,
+                 align: AlignmentModule | None = None):
         super().__init__()
         self.config = config
         self.conditioner = conditioner
         self.vae = vae
         self.unet = unet
+        if config.method == "faithdiff" and align is None:
+            align = AlignmentModule(config)
+        self.align = align if config.method == "faithdiff" else None
         self.upsample = BicubicUpsample(config.scale)
         self.one_step = one_step_constants(config)
         self.metadata = dict(metadata or {})
 
-    def stages(self) -> dict[str, nn.Module]:
+    def add_alignment(self, align: AlignConfig, seed: int = 0) -> F2IDiffSR:
+        """Make this (OSEDiff-form) model a faithdiff one: the config records the method and
+        the alignment module, which starts as the identity on the U-Net (zero output)."""
+        if self.align is not None:
+            raise F2IError("the model already has an alignment module (method faithdiff)")
+        self.config = replace(self.config, method="faithdiff", align=align)
+        device = next(self.unet.parameters()).device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.align = AlignmentModule(self.config).to(device)
+        return self
+
+    def stages(self, steps: int = 1) -> dict[str, nn.Module]:
         """The four stages as modules sharing this model's parameters (built on demand, so they
-        follow LoRA merges and weight loads)."""
-        return {
-            "conditioner": self.conditioner,
-            "encoder": LatentEncoder(self.upsample, self.vae),
-            "unet": OneStepDenoiser(self.unet, self.one_step),
-            "decoder": LatentDecoder(self.vae),
-        }
+        follow LoRA merges and weight loads); `steps` above 1 samples the U-Net in that many
+        calls (`MultiStepDenoiser`), the one step otherwise."""
+        if steps < 1:
+            raise F2IError(f"--steps must be at least 1, not {steps}")
+        if self.align is None:
+            encoder = LatentEncoder(self.upsample, self.vae)
+            unet = OneStepDenoiser(self.unet, self.one_step)
+        else:
+            encoder = FeatureEncoder(self.upsample, self.vae, self.config.align.features)
+            unet = AlignedDenoiser(self.unet, self.align, self.one_step)
+        if steps > 1:
+            unet = MultiStepDenoiser(unet, self.config, steps)
+        return {"conditioner": self.conditioner, "encoder": encoder, "unet": unet,
+                "decoder": LatentDecoder(self.vae)}
+
+    def denoise(self, lr: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """LR -> the unscaled SR latent: encoder and U-Net wired by the method's signatures."""
+        stages = self.stages()
+        encoded = stages["encoder"](lr)
+        encoded = encoded if isinstance(encoded, tuple) else (encoded,)
+        return stages["unet"](*encoded, tokens)
 
     def condition(self, lr: torch.Tensor, prompts: list[str] | None = None) -> torch.Tensor:
         if self.conditioner.input_kind == "text":
@@ -208,7 +323,5 @@ class F2IDiffSR(nn.Module):
 
     def forward(self, lr: torch.Tensor, prompts: list[str] | None = None) -> torch.Tensor:
         self.check_size(lr.shape[-2], lr.shape[-1])
-        stages = self.stages()
         tokens = self.condition(lr, prompts)
-        latent = stages["encoder"](lr)
-        return stages["decoder"](stages["unet"](latent, tokens))
+        return LatentDecoder(self.vae)(self.denoise(lr, tokens))

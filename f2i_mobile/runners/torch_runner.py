@@ -21,8 +21,10 @@ class TorchRunner(GraphRunner):
         self.modules, self.specs, self.precision = modules, specs, precision
 
     @classmethod
-    def of_model(cls, model: F2IDiffSR, tile: int | None = None) -> TorchRunner:
-        return cls(graph_modules(model), graph_specs(model.config, tile))
+    def of_model(cls, model: F2IDiffSR, tile: int | None = None, steps: int = 1,
+                 ) -> TorchRunner:
+        """The model's graphs; `steps` above 1 samples the U-Net in that many calls."""
+        return cls(graph_modules(model, steps), graph_specs(model.config, tile, steps=steps))
 
     @torch.no_grad()
     def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -63,7 +63,7 @@ def _reach(full: np.ndarray, cropped: np.ndarray, tol: float) -> int:
 
 @torch.no_grad()
 def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None = None,
-                     ) -> ReceptiveField:
+                     steps: int = 1) -> ReceptiveField:
     """LR px each graph (and `chain`, the three graphs together) needs on each side of an output
     pixel for its value to be within `tol` (chain: of [0, 1] pixels; single graphs: of
     `tol` x their output's standard deviation).
@@ -74,7 +74,7 @@ def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None 
     m = cfg.pixel_multiple // math.gcd(cfg.pixel_multiple, cfg.scale)
     size = size or max(2 * cfg.tile, 8 * m)
     size = -(-size // (2 * m)) * 2 * m
-    runner = TorchRunner.of_model(model)
+    runner = TorchRunner.of_model(model, steps=steps)
     image = probe_image(size).transpose(2, 0, 1)[None]
     # The photo's tokens and statistics, from the probe resized to one tile, as the tiler does.
     photo = run_chain(runner, {"lr": probe_image(cfg.tile).transpose(2, 0, 1)[None]},
@@ -82,23 +82,30 @@ def receptive_fields(model: F2IDiffSR, tol: float = TOLERANCE, size: int | None 
     shared = {n: v for n, v in photo.items() if n != "lr"}
     full = run_chain(runner, {"lr": image, **shared})
     c = size // 2  # the cut, in LR columns
-    lc = c * cfg.scale // cfg.vae.downsample  # the same cut in latent columns
-    cut = {"lr": c, "latent": lc, "latent_sr": lc}  # the spatial inputs; the rest is per photo
     graphs = {}
     for g in GRAPHS:
         if g in PHOTO_GRAPHS:
             continue
         spec = runner.specs[g]
-        inputs = {n: np.ascontiguousarray(full[n][..., :cut[n]]) if n in cut else full[n]
-                  for n in spec.input_names}
-        (name,) = spec.output_names
-        out = runner.run(g, inputs)[name]
-        tol_g = tol if name == "sr" else tol * float(full[name].std())
-        lr_per_column = c / out.shape[-1]  # LR px per output column of this graph
-        graphs[g] = math.ceil(_reach(full[name], out, tol_g) * lr_per_column)
+        # The spatial inputs (the contract's NCHW tensors, whatever the method names) cut at
+        # the same place in their own columns; the rest is per photo.
+        inputs = {t.name: np.ascontiguousarray(full[t.name][..., :_cut(full[t.name], c, size)])
+                  if t.layout == "NCHW" else full[t.name] for t in spec.inputs}
+        outs = runner.run(g, inputs)
+        reach = 0.0
+        for name, out in outs.items():  # a graph reaches as far as its farthest output
+            tol_g = tol if name == "sr" else tol * float(full[name].std())
+            lr_per_column = c / out.shape[-1]  # LR px per output column of this output
+            reach = max(reach, _reach(full[name], out, tol_g) * lr_per_column)
+        graphs[g] = math.ceil(reach)
     cropped = run_chain(runner, {"lr": np.ascontiguousarray(image[..., :c]), **shared})
     chain = math.ceil(_reach(full["sr"], cropped["sr"], tol) / cfg.scale)
     return ReceptiveField(chain=chain, graphs=graphs, probe=size, saturated=chain >= c)
+
+
+def _cut(x: np.ndarray, lr_cut: int, lr_size: int) -> int:
+    """The LR column `lr_cut` of an `lr_size`-wide probe in the columns of tensor `x`."""
+    return lr_cut * x.shape[-1] // lr_size
 
 
 class _PeakBytes(TorchDispatchMode):
@@ -146,12 +153,11 @@ def graph_costs(model: F2IDiffSR, tile: int | None = None) -> dict[str, GraphCos
         # Per tile at batch 1 and at the largest batch: workspaces grow faster than the batch.
         working = max(_working_bytes(module, [a.expand(b, *a.shape[1:]).contiguous()
                                               for a in example]) / b for b in (1, MAX_BATCH))
-        out = specs[g].outputs[0]
         costs[g] = GraphCost(
             gflops=flops[g] / 1e9,
             weight_bytes=sum(p.numel() * p.element_size() for p in module.parameters()),
             activation_bytes=int(working),
-            io_bytes=int(np.prod(out.shape)) * 4,
+            io_bytes=sum(int(np.prod(t.shape)) * 4 for t in specs[g].outputs),
             retained_bytes=max(0, resident_bytes() - before))
     return costs
 
@@ -167,8 +173,11 @@ def _working_bytes(module: torch.nn.Module, args: list[torch.Tensor]) -> int:
     return max(peak_rise(lambda: module(*args)) or 0, counter.peak)
 
 
-def cached_receptive_fields(model: F2IDiffSR) -> ReceptiveField:
-    return cached("rf-v3", model_key(model), lambda: receptive_fields(model),
+def cached_receptive_fields(model: F2IDiffSR, steps: int = 1) -> ReceptiveField:
+    """`receptive_fields`, measured once per model (and per U-Net call count: each call
+    reaches further)."""
+    key = model_key(model) + (f"-steps{steps}" if steps > 1 else "")
+    return cached("rf-v3", key, lambda: receptive_fields(model, steps=steps),
                   lambda rf: vars(rf), lambda d: ReceptiveField(**d))
 
 

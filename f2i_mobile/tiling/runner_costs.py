@@ -37,7 +37,8 @@ def artifact_costs(runner: GraphRunner, manifest: Manifest) -> dict[str, GraphCo
         runner.release(graph)
         costs[graph] = GraphCost(gflops=info.flops / batch / 1e9, weight_bytes=loaded,
                                  activation_bytes=working // batch,
-                                 io_bytes=int(np.prod(info.outputs[0].shape[1:])) * 4)
+                                 io_bytes=sum(int(np.prod(t.shape[1:])) * 4
+                                              for t in info.outputs))
     return costs
 
 

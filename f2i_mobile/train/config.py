@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from f2i_mobile.core.contract import DEFAULT_METHOD, METHODS
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models.anneal import SHAPES
+from f2i_mobile.models.config import AlignConfig
 from f2i_mobile.train.data import DataConfig
 from f2i_mobile.train.degrade import DegradationConfig
 
@@ -86,10 +88,25 @@ class TrainConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     data: DataConfig = field(default_factory=DataConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # sr: the method (core.contract.METHODS). faithdiff trains its alignment module alone for
+    # `align_steps` steps, then the LQ encoder, the alignment module and the U-Net together:
+    # whole, or through adapters of rank `lora_rank` on every layer when it is above 0.
+    method: str = DEFAULT_METHOD
+    align_steps: int = 0
+    lora_rank: int = 0
+    align: AlignConfig = field(default_factory=AlignConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise F2IError(f"unknown training stage {self.stage!r}; use one of {', '.join(STAGES)}")
+        if self.method not in METHODS:
+            raise F2IError(f"--method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.method != DEFAULT_METHOD and self.stage != "sr":
+            raise F2IError(f"--method {self.method} is a way to train the sr stage, not {self.stage}")
+        if self.method == DEFAULT_METHOD and (self.align_steps or self.lora_rank):
+            raise F2IError("--align-steps and --lora-rank belong to --method faithdiff")
+        if self.align_steps < 0 or self.lora_rank < 0:
+            raise F2IError("--align-steps and --lora-rank must not be negative")
         for name in ("max_steps", "batch", "crop", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise F2IError(f"--{name.replace('_', '-')} must be at least 1")

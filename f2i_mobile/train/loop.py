@@ -86,7 +86,7 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
                  for k, v in batch.items()}
         loss, logs = wrapped[GENERATOR](batch, gen)
         update(accelerator, loss, nets[GENERATOR], optimizers[GENERATOR],
-               schedules[GENERATOR], cfg.grad_clip)
+               schedules[GENERATOR], cfg.grad_clip, frozen=stage.frozen_at(step))
         if CRITIC in wrapped:
             critic_loss, critic_logs = wrapped[CRITIC](*stage.critic_inputs, gen)
             update(accelerator, critic_loss, nets[CRITIC], optimizers[CRITIC], schedules[CRITIC],
@@ -112,9 +112,12 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
 
 
 def update(accelerator: Accelerator, loss: torch.Tensor, net, optimizer, schedule,
-           grad_clip: float) -> None:
-    """One network's backward, gradient clipping (its own norm) and optimizer step."""
+           grad_clip: float, frozen: list | tuple = ()) -> None:
+    """One network's backward, gradient clipping (its own norm) and optimizer step; `frozen`
+    parameters lose their gradients first, so this step leaves them as they are."""
     accelerator.backward(loss)
+    for p in frozen:
+        p.grad = None
     if grad_clip:
         accelerator.clip_grad_norm_(net.trainable(), grad_clip)
     optimizer.step()

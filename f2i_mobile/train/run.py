@@ -73,8 +73,10 @@ def run_stage(cfg: TrainConfig, out: str, data: str | None = None, preset_name: 
     frozen = dinov2 is not None or model.metadata.get("dinov2") == "real"
     if dinov2 is not None:
         model.metadata["dinov2"] = "real"
-    model.metadata["origin"] = (f"f2i-mobile train {cfg.stage}: {cfg.max_steps} steps, seed "
-                                f"{cfg.seed}, data {data or 'bundled'}")
+    method = f" --method {cfg.method}" if cfg.stage == "sr" else ""
+    model.metadata["origin"] = (f"f2i-mobile train {cfg.stage}{method}: {cfg.max_steps} steps"
+                                + (f" ({cfg.align_steps} aligning)" if cfg.align_steps else "")
+                                + f", seed {cfg.seed}, data {data or 'bundled'}")
     final = train(model, cfg, images, out, resume=resume, frozen_conditioner=frozen,
                   progress=progress)
     if cfg.stage == "vae" and vae is None:

@@ -7,7 +7,14 @@ accelerate can wrap it whole (DDP sees exactly the parameters the stage trains).
          the samples so that it also learns the unconditional score that guidance needs; the
          conditioner trains with it unless it holds real DINOv2 weights
     sr   the one-step network: LoRA on the U-Net and VAE encoder; pixel + perceptual +
-         low-pass colour + VSD; its `critic` (the fake score) trains with its own optimizer
+         low-pass colour + VSD; its `critic` (the fake score) trains with its own optimizer.
+         With `--method faithdiff` (`FaithDiffStage`), the same losses train FaithDiff's form:
+         the alignment module alone first, then LQ encoder, alignment module and U-Net jointly
+
+A stage's `frozen_at(step)` names trainable parameters that sit out a step (faithdiff's phase
+1): they keep requires_grad, so the optimizer and DDP see one fixed set of parameters through
+both phases and resume needs nothing but the step, and their gradients are dropped before the
+optimizer step (AdamW skips a parameter without a gradient: no update, no weight decay).
 
 A stage's `critic`, where it has one, is a second network trained after each step of the stage
 on what that step generated (`critic_inputs`), with its own optimizer, gradient clipping and
@@ -29,6 +36,7 @@ from f2i_mobile.core.errors import F2IError
 from f2i_mobile.models import F2IDiffSR
 from f2i_mobile.models.lora import (
     add_lora,
+    every_layer_lora_config,
     has_lora,
     lora_parameters,
     unet_lora_config,
@@ -70,6 +78,9 @@ class Stage(nn.Module):
     def saved_model(self) -> F2IDiffSR:
         """The model a checkpoint's `model/` and the run's result hold."""
         return self.model
+
+    def frozen_at(self, step: int) -> list[nn.Parameter]:
+        return []
 
     def forward(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
@@ -169,21 +180,28 @@ class SRStage(Stage):
     def __init__(self, model: F2IDiffSR, cfg: TrainConfig):
         super().__init__(model, cfg)
         c = model.config
-        if has_lora(model.unet):
+        if has_lora(model.unet) or c.method != "osediff":
             raise F2IError("the sr stage starts from a foundation-model checkpoint (the fm "
-                           "stage's output), not one with SR adapters; use --resume to continue")
+                           "stage's output), not one with SR adapters or an alignment module; "
+                           "use --resume to continue")
         fake_unet = copy.deepcopy(model.unet)
-        add_lora(model.unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
-        add_lora(model.vae, vae_encoder_lora_config(c.lora.rank, c.lora.alpha,
-                                                    c.lora.vae_encoder_targets))
+        self.make_generator(model)
         add_lora(fake_unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
-        for p in (*lora_parameters(model.unet), *lora_parameters(model.vae),
-                  *lora_parameters(fake_unet)):
+        for p in lora_parameters(fake_unet):
             p.requires_grad_(True)
         self.scheduler = noise_scheduler(model)
         # Assigned past nn.Module's registration: the fake score is no submodule of the stage.
         object.__setattr__(self, "critic", FakeScore(fake_unet, self.scheduler,
                                                      c.prediction_type))
+
+    def make_generator(self, model: F2IDiffSR) -> None:
+        """OSEDiff: adapters on the U-Net and the VAE encoder, the only parameters that train."""
+        c = model.config
+        add_lora(model.unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
+        add_lora(model.vae, vae_encoder_lora_config(c.lora.rank, c.lora.alpha,
+                                                    c.lora.vae_encoder_targets))
+        for p in (*lora_parameters(model.unet), *lora_parameters(model.vae)):
+            p.requires_grad_(True)
 
     def ema_parameters(self) -> list[nn.Parameter]:
         return lora_parameters(self.model.unet) + lora_parameters(self.model.vae)
@@ -192,7 +210,7 @@ class SRStage(Stage):
         m, cfg, hr, lr = self.model, self.cfg, batch["hr"], batch["lr"]
         stages = m.stages()
         tokens = condition(m, lr, batch["caption"]).detach()
-        z_h = stages["unet"](stages["encoder"](lr), tokens)  # unscaled
+        z_h = m.denoise(lr, tokens)  # unscaled
         sr = stages["decoder"](z_h)
         pixel = F.mse_loss(sr, hr)
         # The low frequencies again on their own: a colour cast is a small per-pixel error but
@@ -234,6 +252,49 @@ class SRStage(Stage):
             both = self.model.unet(torch.cat([zt, zt]), torch.cat([t, t]),
                                    encoder_hidden_states=torch.cat([torch.zeros_like(tokens),
                                                                     tokens])).sample
+        uncond, cond = both.chunk(2)
+        pred = uncond + self.cfg.vsd_cfg * (cond - uncond)
+        return x0_from(self.scheduler, self.model.config.prediction_type, pred, zt, t)
+
+
+class FaithDiffStage(SRStage):
+    """FaithDiff's recipe in the one-step setting, with OSEDiff's losses (so the two methods
+    differ only in what trains): the foundation model gets an alignment module (identity at
+    first) fed by the VAE encoder's features, the LQ encoder. Steps below `align_steps` train
+    the alignment module alone; then the LQ encoder (VAE encoder and quant_conv), the alignment
+    module and the U-Net train jointly, whole or through rank-`lora_rank` adapters on every
+    layer. The VAE decoder and the conditioner stay frozen. VSD's real score is a frozen copy
+    of the foundation U-Net, since the U-Net itself is fine-tuned."""
+
+    def make_generator(self, model: F2IDiffSR) -> None:
+        c, cfg = model.config, self.cfg
+        self.real_unet = copy.deepcopy(model.unet).requires_grad_(False)
+        model.add_alignment(cfg.align, seed=cfg.seed)
+        model.align.requires_grad_(True)
+        encoder = (model.vae.encoder, model.vae.quant_conv)
+        if cfg.lora_rank:
+            add_lora(model.unet, every_layer_lora_config(model.unet, cfg.lora_rank, cfg.lora_rank))
+            add_lora(model.vae, vae_encoder_lora_config(cfg.lora_rank, cfg.lora_rank,
+                                                        c.lora.vae_encoder_targets))
+            joint = lora_parameters(model.unet) + lora_parameters(model.vae)
+        else:
+            joint = [*model.unet.parameters(),
+                     *(p for m in encoder if m is not None for p in m.parameters())]
+        for p in joint:
+            p.requires_grad_(True)
+        self.joint = joint
+
+    def ema_parameters(self) -> list[nn.Parameter]:
+        return [*self.model.align.parameters(), *self.joint]
+
+    def frozen_at(self, step: int) -> list[nn.Parameter]:
+        """Phase 1 (alignment pre-training): everything but the alignment module sits out."""
+        return self.joint if step < self.cfg.align_steps else []
+
+    def real_x0(self, zt, t, tokens):
+        both = self.real_unet(torch.cat([zt, zt]), torch.cat([t, t]),
+                              encoder_hidden_states=torch.cat([torch.zeros_like(tokens),
+                                                               tokens])).sample
         uncond, cond = both.chunk(2)
         pred = uncond + self.cfg.vsd_cfg * (cond - uncond)
         return x0_from(self.scheduler, self.model.config.prediction_type, pred, zt, t)
@@ -282,4 +343,4 @@ def build_stage(model: F2IDiffSR, cfg: TrainConfig, frozen_conditioner: bool = F
     if cfg.stage == "distill":
         raise F2IError("the distill stage needs a teacher: run `f2i-mobile distill` "
                        "(f2i_mobile.train.distill.run_distill)")
-    return SRStage(model, cfg)
+    return FaithDiffStage(model, cfg) if cfg.method == "faithdiff" else SRStage(model, cfg)
