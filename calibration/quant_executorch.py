@@ -14,6 +14,7 @@ has no ExecuTorch/XNNPACK form; schemes.py says so. ExecuTorch's w8a16 is on Qua
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -94,6 +95,32 @@ def quantize(module: nn.Module, inputs: Inputs, quantizer: str = "pt2e",
     raise ValueError(f"quantizer {quantizer!r}: choose one of {QUANTIZERS}")
 
 
+def split_shared_dequants(converted: torch.fx.GraphModule) -> int:
+    """Give every user of an activation dequantize its own dequantize node (the same op, the
+    same scale: the numbers do not change); returns how many were added.
+
+    Why: convert_pt2e leaves one dequantize shared by float users, e.g. a U-Net block's input
+    read by its norm, its residual add and, through the skip connection, by a cat in an up block.
+    When the XNNPACK partitioner cuts the graph between them, that dequantize becomes both a
+    delegate output and an input of channels-last ops inside the delegate; ExecuTorch 1.5's
+    channels-last pass then converts the output back to NCHW by redirecting *every* user of the
+    shared node, and the delegate returns an NHWC tensor where the program planned NCHW
+    ("Attempted to resize a static tensor", at run time). With one dequantize per user the
+    conversion touches the output alone."""
+    added = 0
+    for node in list(converted.graph.nodes):
+        if node.op != "call_function" or "dequantize_per_tensor" not in str(node.target):
+            continue
+        for user in list(node.users)[1:]:
+            with converted.graph.inserting_after(node):
+                twin = converted.graph.call_function(node.target, node.args, node.kwargs)
+            twin.meta = dict(node.meta)
+            user.replace_input_with(node, twin)
+            added += 1
+    converted.recompile()
+    return added
+
+
 def lower(converted: torch.fx.GraphModule, spec: GraphSpec) -> bytes:
     """A .pte program for the converted graph, XNNPACK-delegated, through the export layer's
     ExecuTorch lowering (export/executorch.py)."""
@@ -101,6 +128,8 @@ def lower(converted: torch.fx.GraphModule, spec: GraphSpec) -> bytes:
 
     from f2i_mobile.export.executorch import to_program
 
+    converted = copy.deepcopy(converted)  # the caller's graph stays as it was
+    split_shared_dequants(converted)
     return to_program(converted, spec, [XnnpackPartitioner()])[0]
 
 
