@@ -102,6 +102,7 @@ def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
     merged = copy.deepcopy(model).eval()
     merge_lora(merged.unet)
     merge_lora(merged.vae)
+    explicit_attention(merged)
     for p in merged.parameters():
         p.requires_grad_(False)
     stages = merged.stages(steps)
@@ -113,6 +114,22 @@ def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
               "statistics": Statistics(*(stages[g] for g in NORMALIZED), slots),
               **{g: WithStats(stages[g], slots[g]) for g in NORMALIZED}}
     return {name: graphs[name].eval() for name in GRAPHS}
+
+
+def explicit_attention(model: F2IDiffSR) -> None:
+    """Attention as matmul, softmax, matmul in every graph (diffusers' `AttnProcessor`,
+    transformers' "eager"), not scaled_dot_product_attention: the same numbers, but SDPA
+    decomposes on export into a "safe" softmax with mask ops (eq, any, where, full_like) that
+    XNNPACK does not take, so every attention cut the ExecuTorch graph into more delegate
+    partitions with portable kernels between them (tiny U-Net: 27 partitions, 15 without)."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    for part in (model.unet, model.vae):
+        if getattr(part, "attn_processors", None):  # LiteED (pocket) has no attention
+            part.set_attn_processor(AttnProcessor())
+    backbone = getattr(model.conditioner, "backbone", None)
+    if backbone is not None:
+        backbone.set_attn_implementation("eager")
 
 
 def one_step_record(config: F2IConfig) -> OneStepRecord:
