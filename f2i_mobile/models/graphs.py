@@ -117,19 +117,18 @@ def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
 
 
 def explicit_attention(model: F2IDiffSR) -> None:
-    """Attention as matmul, softmax, matmul in every graph (diffusers' `AttnProcessor`,
-    transformers' "eager"), not scaled_dot_product_attention: the same numbers, but SDPA
-    decomposes on export into a "safe" softmax with mask ops (eq, any, where, full_like) that
-    XNNPACK does not take, so every attention cut the ExecuTorch graph into more delegate
-    partitions with portable kernels between them (tiny U-Net: 27 partitions, 15 without)."""
+    """The U-Net's and VAE's attention as matmul, softmax, matmul (diffusers' `AttnProcessor`),
+    not scaled_dot_product_attention: the same numbers, but SDPA decomposes on export into a
+    "safe" softmax with mask ops (eq, any, where, full_like) that XNNPACK does not take, so every
+    attention cut the ExecuTorch graph into more delegate partitions with portable kernels
+    between them (bundled U-Net: 52 partitions, 28 without; docs/export.md). The conditioner
+    keeps SDPA: transformers' eager attention builds a mask with `where`, which Core ML's
+    converter refuses, and the conditioner runs once per photo, not per tile."""
     from diffusers.models.attention_processor import AttnProcessor
 
     for part in (model.unet, model.vae):
         if getattr(part, "attn_processors", None):  # LiteED (pocket) has no attention
             part.set_attn_processor(AttnProcessor())
-    backbone = getattr(model.conditioner, "backbone", None)
-    if backbone is not None:
-        backbone.set_attn_implementation("eager")
 
 
 def one_step_record(config: F2IConfig) -> OneStepRecord:
