@@ -188,23 +188,6 @@ def unet_w8a8(tiny_model, calib_set):
     return quant_executorch.quantize(graph_modules(tiny_model)["unet"], inputs), inputs
 
 
-def test_onnx_leaves_attention_products_in_float(onnx_export, tiny_model):
-    """The MatMuls of two activations are exactly the attention products: two per attention
-    layer (query-key, weights-value) in the conditioner and the U-Net; the weight MatMuls
-    (linears) are quantized."""
-    from diffusers.models.attention_processor import Attention
-
-    from f2i_mobile.calibration.quant_onnx import activation_products
-
-    folder, manifest = onnx_export
-    unet_attentions = sum(isinstance(m, Attention) for m in tiny_model.unet.modules())
-    expected = {"conditioner": 2 * tiny_model.config.conditioner.num_hidden_layers,
-                "unet": 2 * unet_attentions, "decoder": 0}
-    for graph, count in expected.items():
-        path = folder / manifest.artifact("onnx", graph, "fp32").path
-        assert len(activation_products(path)) == count, graph
-
-
 def _shared_dequants(graph) -> int:
     return sum(1 for n in graph.nodes
                if "dequantize_per_tensor" in str(n.target) and len(n.users) > 1)
