@@ -144,10 +144,10 @@ def test_gate_skips_what_cannot_run_here_and_checks_the_rest(onnx_export, tiny_m
 
 
 @pytest.mark.slow
-def test_executorch_pte_follows_its_converted_graph_and_a_broken_scale_shows(tiny_model,
-                                                                            calib_set):
-    """XNNPACK PT2E lowered to a .pte and run by the ExecuTorch runtime computes what the
-    converted torch graph computes; the input scale x10 in it costs several dB."""
+def test_executorch_pte_with_a_broken_scale_loses_fidelity(tiny_model, calib_set):
+    """The decoder's input scale x10 in the converted graph, lowered to a .pte and run by the
+    ExecuTorch runtime, costs several dB against the good converted graph (that a .pte follows
+    its converted graph is the U-Net test's below)."""
     import numpy as np
     import torch
     from executorch.runtime import Runtime
@@ -162,19 +162,15 @@ def test_executorch_pte_follows_its_converted_graph_and_a_broken_scale_shows(tin
     inputs = torch_inputs(calib_set, "decoder")
     ref = calib_set.tensors["sr"]
 
-    def pte_psnr(converted) -> float:
-        pte = quant_executorch.lower(converted, spec)  # the program reads from this buffer
-        method = Runtime.get().load_program(pte).load_method("forward")
-        out = np.concatenate([method.execute(list(args))[0].numpy() for args in inputs])
-        return tensor_psnr(out, ref, 1.0)
-
     converted = quant_executorch.quantize(decoder, inputs)
     with torch.no_grad():
-        fake = np.concatenate([converted(*args).numpy() for args in inputs])
-    good = pte_psnr(converted)
-    assert good > 30 and abs(good - tensor_psnr(fake, ref, 1.0)) < 3
+        good = tensor_psnr(np.concatenate([converted(*args).numpy() for args in inputs]), ref, 1.0)
+    assert good > 30
     quant_executorch.perturb_scale(converted, 10.0)
-    assert pte_psnr(converted) < good - 5
+    pte = quant_executorch.lower(converted, spec)  # the program reads from this buffer
+    method = Runtime.get().load_program(pte).load_method("forward")
+    out = np.concatenate([method.execute(list(args))[0].numpy() for args in inputs])
+    assert tensor_psnr(out, ref, 1.0) < good - 5
 
 
 @pytest.fixture(scope="module")
