@@ -121,9 +121,10 @@ def explicit_attention(model: F2IDiffSR) -> None:
     not scaled_dot_product_attention: the same numbers, but SDPA decomposes on export into a
     "safe" softmax with mask ops (eq, any, where, full_like) that XNNPACK does not take, so every
     attention cut the ExecuTorch graph into more delegate partitions with portable kernels
-    between them (bundled U-Net: 52 partitions, 28 without; docs/export.md). The conditioner
-    keeps SDPA: transformers' eager attention builds a mask with `where`, which Core ML's
-    converter refuses, and the conditioner runs once per photo, not per tile."""
+    between them (bundled U-Net: 52 partitions, 28 without; fp32 706 -> 603 ms per tile,
+    docs/export.md). The conditioner keeps SDPA: transformers' eager attention builds a mask
+    with `where`, which Core ML's converter refuses, and the conditioner runs once per photo,
+    not per tile."""
     from diffusers.models.attention_processor import AttnProcessor
 
     for part in (model.unet, model.vae):
