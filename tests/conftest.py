@@ -33,6 +33,8 @@ from f2i_mobile.core.quiet import quiet_libraries  # noqa: E402
 quiet_libraries()
 
 CLI = [sys.executable, "-m", "f2i_mobile.cli"]
+
+
 TINY_IO = {"conditioner": (["lr"], ["tokens"]),
            "statistics": (["lr", "tokens"], ["encoder_stats", "unet_stats", "decoder_stats"]),
            "encoder": (["lr", "encoder_stats"], ["latent"]),
@@ -114,21 +116,59 @@ def shared_root(tmp_path_factory) -> Path:
 
 def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None):
     """The tiny checkpoint exported once per test run, also when pytest-xdist runs the tests in
-    several workers: the first worker to ask exports under a file lock, in the run's shared
-    temporary folder, and the others read what it wrote (exports take minutes)."""
+    several workers (exports take minutes). Each backend is lowered once, under its own lock, into
+    a folder of its own: a worker that asks while another is lowering one backend lowers the
+    next, so two workers that both want the export split its backends rather than one waiting
+    for all of them. The parts are then merged into one export folder (artifacts and manifest)."""
     from filelock import FileLock
 
-    from f2i_mobile.core.manifest import Manifest
+    from f2i_mobile.export.pipeline import check_backends
+
+    root = shared_root(tmp_path_factory)
+    parts = [b.name for b in check_backends(backends)]
+    for blocking in (False, True):  # first the parts no one is lowering, then wait for the rest
+        for part in parts:
+            lock = FileLock(str(root / f"{name}-{part}.lock"))
+            try:
+                lock.acquire(timeout=-1 if blocking else 0)
+            except TimeoutError:
+                continue
+            try:
+                _export_part(root, checkpoint, name, part)
+            finally:
+                lock.release()
+    return _merged(root, name, parts)
+
+
+def _export_part(root: Path, checkpoint: Path, name: str, part: str) -> None:
     from f2i_mobile.export.pipeline import check_backends, export_model
     from f2i_mobile.models import from_pretrained
 
-    root = shared_root(tmp_path_factory)
+    out, done = root / f"{name}-{part}", root / f"{name}-{part}.done"
+    if not done.exists():
+        _, failures = export_model(from_pretrained(checkpoint), out, check_backends(part),
+                                   progress=False)
+        assert not failures, [str(f) for f in failures]
+        done.touch()
+
+
+def _merged(root: Path, name: str, parts: list[str]):
+    import shutil
+
+    from filelock import FileLock
+
+    from f2i_mobile.core.manifest import Manifest
+
     out, done = root / f"{name}-export", root / f"{name}-export.done"
     with FileLock(str(root / f"{name}-export.lock")):
         if not done.exists():
-            _, failures = export_model(from_pretrained(checkpoint), out,
-                                       check_backends(backends), progress=False)
-            assert not failures, [str(f) for f in failures]
+            shutil.rmtree(out, ignore_errors=True)
+            manifest = Manifest.load(root / f"{name}-{parts[0]}")
+            for part in parts:
+                shutil.copytree(root / f"{name}-{part}" / part, out / part)
+                for artifact in Manifest.load(root / f"{name}-{part}").artifacts:
+                    manifest.add(artifact)
+            manifest.save(out)
             done.touch()
     return out, Manifest.load(out)
 

@@ -8,6 +8,7 @@ diffusers names and the base weights keep their keys. On disk an adapter is peft
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -86,6 +87,14 @@ def save_lora(model: nn.Module, folder: Path, dtype: torch.dtype | None = None) 
     folder.mkdir(parents=True, exist_ok=True)
     config = model.peft_config[ADAPTER]
     config.save_pretrained(str(folder))
+    # peft keeps target_modules as a set and writes it in hash order, which changes from one
+    # process to the next: sorted, the same model always writes the same bytes (the default
+    # path caches exported graphs by the checkpoint's content)
+    path = folder / "adapter_config.json"
+    record = json.loads(path.read_text())
+    if isinstance(record.get("target_modules"), list):
+        record["target_modules"] = sorted(record["target_modules"])
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     state = get_peft_model_state_dict(model, adapter_name=ADAPTER)
     state = {PEFT_PREFIX + k: _cast(v, dtype) for k, v in state.items()}
     save_file(state, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})

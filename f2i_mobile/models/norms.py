@@ -117,11 +117,16 @@ class StatNorm(nn.Module):
         g = self.groups
         if self.slot.mode == "measure":
             # mean and squared deviation, not var_mean: every exporter takes these (var_mean is
-            # outside the core ATen op set ExecuTorch and Core ML lower)
-            grouped = x.reshape(x.shape[0], g, -1)
-            mean = grouped.mean(dim=2)
-            centred = grouped - mean[:, :, None]
-            var = (centred * centred).mean(dim=2)
+            # outside the core ATen op set ExecuTorch and Core ML lower). Grouped as a 4-D
+            # [N, G, L, 1] and averaged over its last two dims: the global average pool that
+            # XNNPACK delegates (a 3-D mean stays on portable kernels and cut the tiny
+            # statistics graph into 95 partitions)
+            n = x.shape[0]
+            grouped = x.reshape(n, g, -1, 1)
+            mean = grouped.mean(dim=(2, 3), keepdim=True)
+            centred = grouped - mean
+            var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+            mean, var = mean.reshape(n, g), var.reshape(n, g)
             self.slot.recorded[self.slot.key(self.index)] = torch.cat([mean, var], dim=1)
         else:
             offset = self.slot.offset(self.index)

@@ -157,6 +157,15 @@ def test_checkpoint_round_trip_is_bit_exact(tiny_model, tiny_checkpoint):
         assert torch.equal(tiny_model(lr), loaded(lr))
 
 
+def test_adapter_targets_are_written_in_a_fixed_order(tiny_checkpoint):
+    """peft holds the target modules in a set and would write them in the order of the
+    process's string hashing, so the same model saved by two processes would differ in bytes;
+    the default path keys its cache of exported graphs by the checkpoint's content."""
+    targets = json.loads((tiny_checkpoint / "lora" / "unet" / "adapter_config.json")
+                         .read_text())["target_modules"]  # the VAE's are one regular expression
+    assert len(targets) > 2 and targets == sorted(targets)
+
+
 def test_checkpoint_layout_is_diffusers_and_peft(tiny_checkpoint):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from peft import LoraConfig
