@@ -28,7 +28,8 @@ def convert_float(module: nn.Module, spec: GraphSpec, path: Path):
     compression (its spec only: nothing is compiled or run)."""
     import coremltools as ct
 
-    export_coreml.lower(module, spec, path, "fp16")
+    if not path.exists():  # converted for an earlier scheme of the same quantize call
+        export_coreml.lower(module, spec, path, "fp16")
     return ct.models.MLModel(str(path), skip_model_load=True)
 
 

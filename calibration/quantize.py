@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +120,8 @@ def quantize_graph(module: torch.nn.Module, spec: GraphSpec, calib: CalibrationS
         return Lowered(*quant_tflite.quantize(module, spec, inputs, request.scheme, path, work))
     if request.backend == "onnx":
         float_path = work / f"{spec.name}.fp32.onnx"
-        lowering.lowerer("onnx")(module, spec, float_path, "fp32")
+        if not float_path.exists():  # lowered for an earlier scheme of the same call
+            lowering.lowerer("onnx")(module, spec, float_path, "fp32")
         return Lowered(details=quant_onnx.quantize(float_path, inputs, list(spec.input_names),
                                                    path))
     if request.backend == "coreml":
@@ -135,38 +137,51 @@ def check_request(backend: str, scheme: str) -> None:
     lowering.check_sdk(BACKENDS[backend])
 
 
-def check_requests(backends: str | None, scheme: str) -> list[str]:
-    """The backends `--quant scheme` applies to (`backends`, or every default backend that takes
-    the scheme), each pair and vendor SDK checked: one line, before any work."""
+def check_requests(backends: str | None, schemes: str) -> list[QuantRequest]:
+    """The requests of `--quant scheme[,scheme...]`: each scheme on `backends`, or on every
+    default backend that takes it, each pair and vendor SDK checked: one line, before any
+    work."""
     from f2i_mobile.calibration.schemes import supported_backends
 
-    names = ([b.name for b in parse_backends(backends)] if backends
-             else supported_backends(scheme))
-    for name in names:
-        check_request(name, scheme)
-    return names
+    names = [s.strip() for s in schemes.split(",") if s.strip()]
+    if not names:
+        raise F2IError("--quant: name a scheme (w8a8, w8a16, w4a16, palette6, palette4)")
+    requests = []
+    for scheme in dict.fromkeys(names):
+        for name in ([b.name for b in parse_backends(backends)] if backends
+                     else supported_backends(scheme)):
+            check_request(name, scheme)
+            requests.append(QuantRequest(name, scheme))
+    return requests
 
 
-def quantize_backends(model: F2IDiffSR, out: str | Path, backends: list[str], scheme: str,
+def quantize_backends(model: F2IDiffSR, out: str | Path, requests: list[QuantRequest],
                       calibration: str | Path | None = None, tile: int | None = None,
                       ) -> list[Artifact]:
-    """`quantize_model` for each backend in turn, on one calibration set (captured for the
-    first, reused by the others)."""
+    """`quantize_model` for each backend in turn, with all of its requests (its float graphs
+    lowered once), on one calibration set (captured for the first, reused by the others)."""
     artifacts = []
-    for i, name in enumerate(backends):
+    by_backend: dict[str, list[QuantRequest]] = {}
+    for request in requests:
+        by_backend.setdefault(request.backend, []).append(request)
+    for i, group in enumerate(by_backend.values()):
         source = calibration if i == 0 else Path(out) / CALIBRATION_DIR
-        artifacts += quantize_model(model, out, QuantRequest(name, scheme), calibration=source,
-                                    tile=tile)
+        artifacts += quantize_model(model, out, group, calibration=source, tile=tile)
     return artifacts
 
 
-def quantize_model(model: F2IDiffSR, out: str | Path, request: QuantRequest,
+def quantize_model(model: F2IDiffSR, out: str | Path,
+                   requests: QuantRequest | Sequence[QuantRequest],
                    calibration: str | Path | None = None, tile: int | None = None,
                    tiles: int | None = None) -> list[Artifact]:
-    """Quantize every graph for `request` into OUT, calibrated on `calibration`."""
-    check_request(request.backend, request.scheme)
-    if request.quantizer != "pt2e" and request.backend != "executorch":
-        raise F2IError(f"--quantizer {request.quantizer} applies to executorch only")
+    """Quantize every graph for each request into OUT, calibrated on `calibration`. Requests
+    share one work folder, so a backend whose quantizer starts from its float artifact (TFLite,
+    ONNX, Core ML) lowers each graph once for all its schemes."""
+    requests = [requests] if isinstance(requests, QuantRequest) else list(requests)
+    for request in requests:
+        check_request(request.backend, request.scheme)
+        if request.quantizer != "pt2e" and request.backend != "executorch":
+            raise F2IError(f"--quantizer {request.quantizer} applies to executorch only")
     out = Path(out)
     calib = prepare_calibration(model, out, calibration, tile or model.config.tile, tiles)
     prepare_check(model, out, calib.index["tile"])
@@ -175,17 +190,18 @@ def quantize_model(model: F2IDiffSR, out: str | Path, request: QuantRequest,
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))
     artifacts = []
     try:
-        for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",
-                          unit="graph"):
-            def write(path: Path, graph: str = graph) -> Lowered:
-                lowered = quantize_graph(modules[graph], manifest.graphs[graph], calib, request,
-                                         path, work)
-                lowered.details.update(scheme=request.scheme, calibration=CALIBRATION_DIR,
-                                       float_layers=request.float_layers.get(graph, []))
-                return lowered
+        for request in requests:
+            for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",
+                              unit="graph"):
+                def write(path: Path, graph: str = graph, request=request) -> Lowered:
+                    lowered = quantize_graph(modules[graph], manifest.graphs[graph], calib,
+                                             request, path, work)
+                    lowered.details.update(scheme=request.scheme, calibration=CALIBRATION_DIR,
+                                           float_layers=request.float_layers.get(graph, []))
+                    return lowered
 
-            artifacts.append(publish(manifest, out, request.backend, graph, request.precision,
-                                     write))
+                artifacts.append(publish(manifest, out, request.backend, graph,
+                                         request.precision, write))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return artifacts

@@ -20,10 +20,11 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=int, default=None, help="LR tile edge (default: the model's)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    p.add_argument("--quant", default=None, metavar="SCHEME",
+    p.add_argument("--quant", default=None, metavar="SCHEME[,SCHEME]",
                    help="post-training quantization instead of a float export: w8a8, w8a16, "
                         "w4a16, palette6, palette4 (per backend, see calibration/schemes.py; "
-                        "qnn: w8a8, w8a16, with the QNN SDK)")
+                        "qnn: w8a8, w8a16, with the QNN SDK); several schemes share one float "
+                        "lowering per backend")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="with --quant: a folder of photos to calibrate on, or a calibration set "
                         "captured before (default: the bundled held-in images); kept in "
@@ -59,8 +60,8 @@ def run_quant(args) -> int:
     from f2i_mobile.calibration.quantize import check_requests, quantize_backends
     from f2i_mobile.models import load_model
 
-    names = check_requests(args.backends, args.quant)  # before any work
-    artifacts = quantize_backends(load_model(args.model), args.out, names, args.quant,
+    requests = check_requests(args.backends, args.quant)  # before any work
+    artifacts = quantize_backends(load_model(args.model), args.out, requests,
                                   calibration=args.calibration, tile=args.tile)
     for a in artifacts:
         print(f"{a.backend:<11} {a.graph:<12} {a.bytes / 1e6:8.2f} MB  {a.path}")

@@ -87,6 +87,19 @@ def test_qnn_has_8_and_16_bit_activations_and_refuses_the_rest_in_one_line():
     assert "qnn" not in supported_backends("w8a16")
 
 
+def test_several_schemes_are_requested_per_backend_that_takes_them():
+    from f2i_mobile.calibration.quantize import check_requests
+
+    pairs = [(r.backend, r.scheme) for r in check_requests(None, "w8a8, w8a16")]
+    assert ("tflite", "w8a8") in pairs and ("tflite", "w8a16") in pairs
+    assert ("executorch", "w8a8") in pairs and ("executorch", "w8a16") not in pairs
+    assert len(pairs) == len(set(pairs))
+    with pytest.raises(F2IError, match="w8a16 is not supported on executorch"):
+        check_requests("executorch", "w8a8,w8a16")
+    with pytest.raises(F2IError, match="name a scheme"):
+        check_requests(None, " , ")
+
+
 @pytest.mark.slow
 def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, calib_set, tmp_path,
                                                                 capsys):
@@ -237,9 +250,9 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
     from f2i_mobile.calibration.report import quant_check
 
     out = tmp_path / "export"
-    for scheme in ("w8a8", "w8a16"):
-        quantize_model(tiny_model, out, QuantRequest("tflite", scheme),
-                       calibration=calib_set.folder)
+    # one call for both schemes: each graph is lowered to float .tflite once
+    quantize_model(tiny_model, out, [QuantRequest("tflite", s) for s in ("w8a8", "w8a16")],
+                   calibration=calib_set.folder)
     report = quant_check(out, min_psnr=15, tiles=1)  # int16 kernels are reference code: slow
     by = {(c.precision, c.graph): c for c in report.checks}
     assert sorted({p for p, _ in by}) == ["w8a16", "w8a8"] and report.ok

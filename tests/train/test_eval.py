@@ -97,7 +97,11 @@ def test_the_gate_evaluates_a_model(tiny_model, photo_folder):
 
 @pytest.mark.slow
 def test_the_gate_fails_a_model_whose_decoder_is_tinted():
-    images = eval_images(None)
+    # three of the evaluation set (one held-out photo, two generated): the gate's arithmetic is
+    # the same on any number, and each image costs two full-size runs of the bundled model
+    images = [im for im in eval_images(None) if im.name in ("motorcycle_left", "patches-0",
+                                                            "scene-0")]
+    assert len(images) == 3
     model = load_model(None).eval()
     plain = evaluate(model, images)
     tint = 0.2  # on green, in the decoder's [-1, 1] output
