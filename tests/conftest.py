@@ -114,37 +114,40 @@ def shared_root(tmp_path_factory) -> Path:
     return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
 
 
-def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None):
+def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None,
+                  built: dict[str, Path] | None = None):
     """The tiny checkpoint exported once per test run, also when pytest-xdist runs the tests in
     several workers (exports take minutes). Each backend is lowered once, under its own lock, into
     a folder of its own: a worker that asks while another is lowering one backend lowers the
     next, so two workers that both want the export split its backends rather than one waiting
-    for all of them. The parts are then merged into one export folder (artifacts and manifest)."""
+    for all of them. `built` names export folders of this checkpoint and tile that hold a
+    backend already. The parts are then merged into one export folder (artifacts, manifest)."""
     from filelock import FileLock
 
     from f2i_mobile.export.pipeline import check_backends
 
     root = shared_root(tmp_path_factory)
-    parts = [b.name for b in check_backends(backends)]
+    folders = {b.name: root / f"{name}-{b.name}" for b in check_backends(backends)}
+    folders.update(built or {})
     for blocking in (False, True):  # first the parts no one is lowering, then wait for the rest
-        for part in parts:
-            lock = FileLock(str(root / f"{name}-{part}.lock"))
+        for part in set(folders) - set(built or {}):
+            lock = FileLock(str(folders[part]) + ".lock")
             try:
                 lock.acquire(timeout=-1 if blocking else 0)
             except TimeoutError:
                 continue
             try:
-                _export_part(root, checkpoint, name, part)
+                _export_part(checkpoint, folders[part], part)
             finally:
                 lock.release()
-    return _merged(root, name, parts)
+    return _merged(root / f"{name}-export", folders)
 
 
-def _export_part(root: Path, checkpoint: Path, name: str, part: str) -> None:
+def _export_part(checkpoint: Path, out: Path, part: str) -> None:
     from f2i_mobile.export.pipeline import check_backends, export_model
     from f2i_mobile.models import from_pretrained
 
-    out, done = root / f"{name}-{part}", root / f"{name}-{part}.done"
+    done = out.with_name(out.name + ".done")
     if not done.exists():
         _, failures = export_model(from_pretrained(checkpoint), out, check_backends(part),
                                    progress=False)
@@ -152,32 +155,37 @@ def _export_part(root: Path, checkpoint: Path, name: str, part: str) -> None:
         done.touch()
 
 
-def _merged(root: Path, name: str, parts: list[str]):
+def _merged(out: Path, folders: dict[str, Path]):
     import shutil
 
     from filelock import FileLock
 
     from f2i_mobile.core.manifest import Manifest
 
-    out, done = root / f"{name}-export", root / f"{name}-export.done"
-    with FileLock(str(root / f"{name}-export.lock")):
+    done = out.with_name(out.name + ".done")
+    with FileLock(str(out) + ".lock"):
         if not done.exists():
             shutil.rmtree(out, ignore_errors=True)
-            manifest = Manifest.load(root / f"{name}-{parts[0]}")
-            for part in parts:
-                shutil.copytree(root / f"{name}-{part}" / part, out / part)
-                for artifact in Manifest.load(root / f"{name}-{part}").artifacts:
-                    manifest.add(artifact)
-            manifest.save(out)
+            manifests = {part: Manifest.load(folder) for part, folder in folders.items()}
+            merged = Manifest.load(next(iter(folders.values())))  # the header; artifacts below
+            merged.artifacts = []
+            for part, manifest in manifests.items():
+                shutil.copytree(folders[part] / part, out / part)
+                for artifact in manifest.artifacts:
+                    if artifact.backend == part:
+                        merged.add(artifact)
+            merged.save(out)
             done.touch()
     return out, Manifest.load(out)
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, tiny_checkpoint):
+def exported(tmp_path_factory, tiny_checkpoint, default_path):
     """The tiny checkpoint exported to all four default backends (minutes: tests that take it
-    are marked slow)."""
-    return shared_export(tmp_path_factory, tiny_checkpoint, "all", None)
+    are marked slow). Its ONNX graphs are the default path's build (the same checkpoint, tile
+    and lowering), so the run exports them once."""
+    return shared_export(tmp_path_factory, tiny_checkpoint, "all", None,
+                         built={"onnx": default_path.export})
 
 
 @dataclass

@@ -116,17 +116,7 @@ class StatNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.groups
         if self.slot.mode == "measure":
-            # mean and squared deviation, not var_mean: every exporter takes these (var_mean is
-            # outside the core ATen op set ExecuTorch and Core ML lower). Grouped as a 4-D
-            # [N, G, L, 1] and averaged over its last two dims: the global average pool that
-            # XNNPACK delegates (a 3-D mean stays on portable kernels and cut the tiny
-            # statistics graph into 95 partitions)
-            n = x.shape[0]
-            grouped = x.reshape(n, g, -1, 1)
-            mean = grouped.mean(dim=(2, 3), keepdim=True)
-            centred = grouped - mean
-            var = (centred * centred).mean(dim=(2, 3), keepdim=True)
-            mean, var = mean.reshape(n, g), var.reshape(n, g)
+            mean, var = self.moments(x)
             self.slot.recorded[self.slot.key(self.index)] = torch.cat([mean, var], dim=1)
         else:
             offset = self.slot.offset(self.index)
@@ -135,6 +125,21 @@ class StatNorm(nn.Module):
         a, b = self.factors(mean, var)
         view = (a.shape[0], a.shape[1]) + (1,) * (x.dim() - 2)
         return x * a.reshape(view) + b.reshape(view)
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-group mean and variance [N, G] of the activation.
+
+        Mean and squared deviation, not var_mean: every exporter takes these (var_mean is
+        outside the core ATen op set ExecuTorch and Core ML lower). Grouped as a 4-D [N, G, L, 1]
+        and averaged over its last two dims, which is the global average pool XNNPACK delegates:
+        a 3-D mean stays on ExecuTorch's portable kernels and cut the statistics graph into one
+        more delegate partition per GroupNorm (`benchmarks/xnnpack_statistics.py`)."""
+        n = x.shape[0]
+        grouped = x.reshape(n, self.groups, -1, 1)
+        mean = grouped.mean(dim=(2, 3), keepdim=True)
+        centred = grouped - mean
+        var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+        return mean.reshape(n, self.groups), var.reshape(n, self.groups)
 
 
 def bind_norms(module: nn.Module) -> StatsSlot:

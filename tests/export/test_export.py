@@ -25,7 +25,7 @@ from f2i_mobile.export import lowering
 from f2i_mobile.export.parity import check_all
 from f2i_mobile.export.pipeline import check_backends, export_model
 from f2i_mobile.models.checkpoint import lr_multiple
-from f2i_mobile.models.graphs import graph_specs
+from f2i_mobile.models.graphs import graph_specs, norm_layout
 from f2i_mobile.runners import open_runner
 from f2i_mobile.tiling.measure import cached_receptive_fields
 
@@ -81,6 +81,12 @@ def test_manifest_describes_every_graph_and_artifact(exported, tiny_model):
     assert ml.details["compute_units"] == "ALL" and "FLOAT32" in ml.details["compute_precision"]
     assert visible_files(out) >= {"manifest.json"}
     assert not any(p.name.startswith(".") for p in out.rglob("*"))
+    # The statistics pass measures every GroupNorm with means XNNPACK takes (4-D, over the two
+    # innermost dims): a mean it refused would cut the .pte at each of them (95 partitions on the
+    # tiny model when the means were 3-D; the attention and LayerNorms still cut it).
+    norms = sum(len(n) for n in norm_layout(config).values())
+    delegated = manifest.artifact("executorch", "statistics").details["delegated_calls"]
+    assert 0 < delegated < norms, (delegated, norms)
 
 
 @pytest.mark.slow
