@@ -1,4 +1,4 @@
-"""Quantize the graphs for one backend and scheme, write the artifacts and the manifest.
+"""Quantize the graphs for a backend and its schemes, write the artifacts and the manifest.
 
     OUT/calibration/                     the calibration set the artifacts were calibrated on
     OUT/<backend>/<graph>.<scheme>.<ext> one artifact per graph, atomically written
@@ -36,7 +36,14 @@ from f2i_mobile.calibration.capture import (
     load_calibration,
 )
 from f2i_mobile.calibration.schemes import check_scheme
-from f2i_mobile.core.contract import BACKENDS, GRAPHS, GraphSpec, Precision, parse_backends
+from f2i_mobile.core.contract import (
+    BACKENDS,
+    GRAPHS,
+    SCHEMES,
+    GraphSpec,
+    Precision,
+    parse_backends,
+)
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import Artifact, Manifest
 from f2i_mobile.core.samples import HELD_OUT
@@ -145,7 +152,7 @@ def check_requests(backends: str | None, schemes: str) -> list[QuantRequest]:
 
     names = [s.strip() for s in schemes.split(",") if s.strip()]
     if not names:
-        raise F2IError("--quant: name a scheme (w8a8, w8a16, w4a16, palette6, palette4)")
+        raise F2IError(f"--quant: name a scheme ({', '.join(SCHEMES)})")
     requests = []
     for scheme in dict.fromkeys(names):
         for name in ([b.name for b in parse_backends(backends)] if backends
