@@ -230,7 +230,7 @@ class PythonRunner(Runner):
                 done.append(rec["graph"])
                 m = Measurement(formats.Summary.of(rec["samples_ms"]), rec["warmup"],
                                 rec["samples_ms"], rec["open_ms"], rec["first_ms"],
-                                rec["peak_rss_mb"])
+                                rec["peak_rss_mb"], rec["notes"])
                 yield self.result(s, rec["graph"], precision, m, thermal_before=before.to_dict(),
                                   thermal_after=after.to_dict(), log=local)
         if r.rc != 0 or len(done) < len(graphs):

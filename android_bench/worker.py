@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             peak = peak_resident() if measured else None
             record = {"graph": graph, "open_ms": open_ms, "first_ms": times[0],
                       "warmup": args.warmup, "samples_ms": times[args.warmup:],
-                      "peak_rss_mb": None if peak is None else peak / 2 ** 20}
+                      "peak_rss_mb": None if peak is None else peak / 2 ** 20,
+                      "notes": list(runner.notes)}
             print(PREFIX + json.dumps(record), flush=True)
             runner.release(graph)
             open_ms = None  # opening is paid once, by the first graph

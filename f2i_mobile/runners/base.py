@@ -23,6 +23,7 @@ class GraphRunner(ABC):
     backend: str = ""
     precision: str = "fp32"
     specs: dict[str, GraphSpec]  # the graphs it runs, with their I/O
+    notes: tuple[str, ...] = ()  # what a reader of its timings should know
 
     @abstractmethod
     def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -286,6 +286,16 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
         measured = [d for op, name, d in ops(f"statistics.{scheme}.tflite")
                     if "StatNorm_" in name and op == "MEAN"]
         assert measured and all(d == np.float32 for d in measured), scheme
+        # The conditioner's LayerNorms and residual ADDs stay float (the op's own module is the
+        # last part of its name); its linears are integer.
+        conditioner = [(op, name.rsplit("/", 1)[-1], d)
+                       for op, name, d in ops(f"conditioner.{scheme}.tflite")]
+        residual = [d for op, own, d in conditioner if op in ("ADD", "MEAN")
+                    and own.startswith(("LayerNorm_", "Dinov2Layer_"))]
+        linears = [d for op, own, d in conditioner
+                   if op == "FULLY_CONNECTED" and own.startswith("Linear_")]
+        assert residual and all(d == np.float32 for d in residual), scheme
+        assert linears and all(d == int_type for d in linears), scheme
         # The partition count is recorded for the benchmark's before/after comparison.
         assert manifest.artifact("tflite", "decoder", scheme).details["integer_partitions"] >= 1
 

@@ -1,0 +1,62 @@
+"""ONNX Runtime's int8 on x86: the runner gives a quantized graph's QDQ numbers on any CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from f2i_mobile.runners import onnx_runner
+from f2i_mobile.runners.onnx_runner import int8_kernels_exact, open_session
+
+CHANNELS = 64
+
+
+def _saturating_conv(path) -> None:
+    """A 1x1 QDQ conv of 64 channels, every int8 weight and activation at its largest: on x86
+    without VNNI the fused kernel's 16-bit pair sums (255 * 127 * 2 after the u8 shift) clip."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value):
+        return numpy_helper.from_array(np.asarray(value), name)
+
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y0"]),
+             helper.make_node("QuantizeLinear", ["y0", "ys", "z"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "z"], ["y"])]
+    weights = [const("wq", np.full((1, CHANNELS, 1, 1), 127, np.int8)),
+               const("ws", np.full((1,), 1 / 127, np.float32)),
+               const("wz", np.zeros((1,), np.int8)), const("s", np.float32(1 / 127)),
+               const("z", np.int8(0)), const("ys", np.float32(CHANNELS / 127))]
+    graph = helper.make_graph(
+        nodes, "saturating_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_a_quantized_session_gives_the_qdq_numbers_on_this_cpu(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "conv.onnx"
+    _saturating_conv(path)
+    x = np.ones((1, CHANNELS, 2, 2), np.float32)
+    y = open_session(path, quantized=True).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, CHANNELS, rtol=1e-5)  # 64 ones times weights of 1
+
+
+@pytest.mark.parametrize("machine, flags, exact", [
+    ("x86_64", "fpu sse2 avx2 fma", False),
+    ("x86_64", "fpu avx2 avx512f avx512_vnni", True),
+    ("AMD64", "fpu avx2 avx_vnni", True),
+    ("aarch64", "fp asimd", True),
+    ("x86_64", None, False),
+])
+def test_int8_kernels_count_as_exact_only_where_they_cannot_saturate(
+        tmp_path, monkeypatch, machine, flags, exact):
+    monkeypatch.setattr(onnx_runner.platform, "machine", lambda: machine)
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert int8_kernels_exact(cpuinfo) is exact
