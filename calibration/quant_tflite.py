@@ -3,8 +3,9 @@
 The float graph is the export layer's (export/tflite.py: litert-torch, NHWC image and latent I/O);
 ai_edge_quantizer calibrates it by running the LiteRT interpreter over the captured inputs and
 writes an integer model: per-channel int8 weights and int8 (w8a8) or int16 (w8a16, TFLite's
-"16x8") activations, with integer image and latent inputs and outputs as NPU delegates want them
-(the export's runner (de)quantizes them with the model's own parameters).
+"16x8") activations and integer outputs; the inputs are integer too, except in the graphs that
+take statistics (below), where the first ops quantize the image or latent (the export's runner
+(de)quantizes them with the model's own parameters).
 
 Why not litert-torch's PT2EQuantizer: it offers int8 activations only (with int16 specs its
 converter rejects the graph: mixed operand types at the first SUB), and on the U-Net it annotates
@@ -16,9 +17,17 @@ around it. What stays in float is found by the module names litert-torch gives t
 ("...NormFactors_factors;5"):
 - `NormFactors`, everywhere: the per-channel factors computed from the packed statistics, a
   few hundred numbers whose variances span orders of magnitude (in 8 bits the small ones would
-  round to zero); the statistics input stays float with them;
-- `StatNorm`, in the statistics graph only: there GroupNorm measures its input (MEAN, a squaring
-  MUL, MEAN, RSQRT), and rounding each step to 8 or 16 bits compounds;
+  round to zero);
+- the packed statistics input, from the input through its SLICEs to `NormFactors`: a few
+  hundred means and variances that one int8 scale (step 0.19 on the bundled encoder) rounds
+  away. ai_edge_quantizer quantizes a graph's inputs together (one virtual INPUT op), so a tile
+  graph's inputs are all float, and its first ops quantize the image or latent. Measured on the
+  bundled encoder, PSNR of the latent against float: w8a8 36.9 -> 42.9 dB (decoder 35.9 -> 37.7);
+- `StatNorm`, in the statistics graph: there GroupNorm measures its input (MEAN, a squaring
+  MUL, MEAN, RSQRT), and rounding each step to 8 or 16 bits compounds. In the tile graphs at
+  w8a16 too: there the affine's per-tensor int16 factors cost more than int16 buys (bundled
+  encoder 45.5 -> 56.8 dB, decoder 49.4 -> 53.2 dB with it float), and w8a16 keeps the ADDs in
+  float anyway (below), so the integer pieces are already split at every normalization;
 - in the conditioner (DINOv2, run once per photo), its LayerNorms and its residual stream (the
   ADDs of each layer and of the embeddings): a ViT's residual stream carries a few channels far
   larger than the rest, so one int8 scale per tensor rounds the others away. Measured on the
@@ -61,13 +70,17 @@ VIT_RESIDUAL = ("LayerNorm", "Dinov2Layer", "Dinov2Embeddings")
 Inputs = Sequence[tuple[torch.Tensor, ...]]
 
 
-def float_modules(graph: str) -> tuple[str, ...]:
+def float_modules(graph: str, scheme: str) -> tuple[str, ...]:
     """The module classes whose own ops stay float in a graph of the contract."""
-    if graph == "statistics":
-        return NORM_FACTORS, STAT_NORM
     if graph == "conditioner":
         return (NORM_FACTORS, *VIT_RESIDUAL)
+    if graph == "statistics" or scheme == "w8a16":
+        return NORM_FACTORS, STAT_NORM
     return (NORM_FACTORS,)
+
+
+def takes_statistics(spec: GraphSpec) -> bool:
+    return any(t.layout == "NC" for t in spec.inputs)
 
 
 def channel_last(inputs: Inputs, spec: GraphSpec) -> list[tuple[torch.Tensor, ...]]:
@@ -83,10 +96,11 @@ def quantize(module: nn.Module, spec: GraphSpec, inputs: Inputs, scheme: str, pa
     if not float_path.exists():  # lowered for an earlier scheme of the same quantize call
         export_tflite.lower(module, spec, float_path, "fp32")
     return nhwc_layout(spec), quantize_recipe(float_path, channel_last(inputs, spec), scheme, path,
-                                              float_modules(spec.name))
+                                              float_modules(spec.name, scheme),
+                                              takes_statistics(spec))
 
 
-def recipe(scheme: str, keep_float: tuple[str, ...]):
+def recipe(scheme: str, keep_float: tuple[str, ...], statistics_input: bool = False):
     from ai_edge_quantizer import recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName
@@ -99,29 +113,42 @@ def recipe(scheme: str, keep_float: tuple[str, ...]):
         for op in (TFLOperationName.ADD, TFLOperationName.RSQRT, TFLOperationName.MEAN):
             manager.add_quantization_config(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     for name in keep_float:  # the later, narrower rule wins in ai_edge_quantizer
-        # an op is named by its module path; the last part is the module that owns it
-        manager.add_quantization_config(rf"\b{name}_[^/]*$", TFLOperationName.ALL_SUPPORTED,
+        manager.add_quantization_config(own_ops(name), TFLOperationName.ALL_SUPPORTED,
+                                        algorithm_key=AlgorithmName.NO_QUANTIZE)
+    if statistics_input:  # see the module docstring
+        manager.add_quantization_config(".*", TFLOperationName.INPUT,
+                                        algorithm_key=AlgorithmName.NO_QUANTIZE)
+        manager.add_quantization_config(own_ops(STAT_NORM), TFLOperationName.SLICE,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
 
 
+def own_ops(module_class: str) -> str:
+    """A scope regex for the ops a module of this class owns, not its children's. An op is
+    named by its module path, "…/StatNorm_norm1;4", or by several joined with ";" where
+    litert-torch merged ops ("…/StatNorm_norm1;;…/Conv2d_conv_in;"): one path must end in the
+    module."""
+    return rf"\b{module_class}_[^/;]*(;|$)"
+
+
 def quantize_recipe(float_path: Path, inputs: Inputs, scheme: str, path: Path,
-                    keep_float: tuple[str, ...]) -> dict:
+                    keep_float: tuple[str, ...], statistics_input: bool = False) -> dict:
     """Quantize the float .tflite at `float_path` with ai_edge_quantizer into `path`; `inputs`
     in the float model's own layout."""
     from ai_edge_quantizer import quantizer as aeq
 
     quantizer = aeq.Quantizer(str(float_path))
-    quantizer.load_quantization_recipe(recipe(scheme, keep_float))
+    quantizer.load_quantization_recipe(recipe(scheme, keep_float, statistics_input))
     data = {SIGNATURE: [{f"args_{i}": a.numpy() for i, a in enumerate(args)}
                         for args in inputs]}
     result = quantizer.quantize(quantizer.calibrate(data), enable_progress_report=False)
     path.write_bytes(result.quantized_model)
-    kept = ", ".join(keep_float)
+    kept = ", ".join(keep_float + (("statistics input",) if statistics_input else ()))
     return {"tool": "ai_edge_quantizer", "recipe": f"static int8 weights, int{scheme[3:]} "
             f"activations; {kept} in float"
             + ("; ADD, RSQRT and MEAN in float" if scheme == "w8a16" else ""),
-            "io": f"int{scheme[3:]}", "integer_partitions": integer_partitions(path)}
+            "io": "float inputs, integer outputs" if statistics_input else f"int{scheme[3:]}",
+            "integer_partitions": integer_partitions(path)}
 
 
 def integer_partitions(path: Path) -> int:

@@ -272,17 +272,25 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
         dtype = {t["index"]: (t["name"], t["dtype"]) for t in interpreter.get_tensor_details()}
         return [(op["op_name"], *dtype[op["outputs"][0]]) for op in interpreter._get_ops_details()]
 
+    def input_types(name):
+        runner = Interpreter(model_path=str(out / "tflite" / name)).get_signature_runner()
+        return [d["dtype"] for d in runner.get_input_details().values()]
+
     manifest = Manifest.load(out)
     for scheme, int_type in (("w8a8", np.int8), ("w8a16", np.int16)):
         decoder = ops(f"decoder.{scheme}.tflite")
-        # computed in float; QUANTIZE hands them to the integer multiply
+        # computed in float from the float statistics input; the affine multiply is integer
+        # at w8a8 (QUANTIZE hands it the factors) and float at w8a16
         factors = [d for op, name, d in decoder if "NormFactors_" in name and op != "QUANTIZE"]
         affine = [d for op, name, d in decoder if "StatNorm_" in name and "NormFactors_" not in name
                   and op == "MUL"]
         convs = [d for op, name, d in decoder if op == "CONV_2D"]
         assert factors and all(d == np.float32 for d in factors), scheme
-        assert affine and all(d == int_type for d in affine), scheme
+        affine_type = int_type if scheme == "w8a8" else np.float32
+        assert affine and all(d == affine_type for d in affine), scheme
         assert convs and all(d == int_type for d in convs), scheme
+        assert input_types(f"decoder.{scheme}.tflite") == [np.float32, np.float32], scheme
+        assert input_types(f"conditioner.{scheme}.tflite") == [int_type], scheme
         measured = [d for op, name, d in ops(f"statistics.{scheme}.tflite")
                     if "StatNorm_" in name and op == "MEAN"]
         assert measured and all(d == np.float32 for d in measured), scheme
@@ -291,9 +299,9 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
         conditioner = [(op, name.rsplit("/", 1)[-1], d)
                        for op, name, d in ops(f"conditioner.{scheme}.tflite")]
         residual = [d for op, own, d in conditioner if op in ("ADD", "MEAN")
-                    and own.startswith(("LayerNorm_", "Dinov2Layer_"))]
+                    and (".LayerNorm_" in own or ".Dinov2Layer_" in own)]
         linears = [d for op, own, d in conditioner
-                   if op == "FULLY_CONNECTED" and own.startswith("Linear_")]
+                   if op == "FULLY_CONNECTED" and ".Linear_" in own]
         assert residual and all(d == np.float32 for d in residual), scheme
         assert linears and all(d == int_type for d in linears), scheme
         # The partition count is recorded for the benchmark's before/after comparison.
@@ -428,3 +436,19 @@ def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
     assert main(["quant-check", "--artifacts", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "manifest.json" in err
+
+
+@pytest.mark.parametrize("name, owned", [
+    ("w/ResnetBlock2D_0/f2i_mobile.models.norms.StatNorm_norm1;4", True),
+    # litert-torch joins the paths of merged ops with ";"
+    ("w/ResnetBlock2D_0/f2i_mobile.models.norms.StatNorm_norm1;;w/torch.nn.Conv2d_conv_in;", True),
+    ("w/f2i_mobile.models.norms.StatNorm_norm2/f2i_mobile.models.norms.NormFactors_factors;3",
+     False),  # a child's op: its own rule decides
+    ("w/ResnetBlock2D_0/torch.nn.modules.conv.Conv2d_conv1;2", False),
+])
+def test_a_tflite_float_rule_covers_the_ops_a_module_owns(name, owned):
+    import re
+
+    from f2i_mobile.calibration.quant_tflite import own_ops
+
+    assert bool(re.search(own_ops("StatNorm"), name)) is owned
