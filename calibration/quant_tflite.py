@@ -68,6 +68,7 @@ GROUP_NORM = "GroupNorm"  # a plain torch GroupNorm (graphs that measure their o
 # DINOv2's LayerNorms and residual ADDs (transformers' Dinov2Layer and Dinov2Embeddings own them)
 VIT_RESIDUAL = ("LayerNorm", "Dinov2Layer", "Dinov2Embeddings")
 Inputs = Sequence[tuple[torch.Tensor, ...]]
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # TFLOperationName members
 
 
 def float_modules(graph: str, scheme: str) -> tuple[str, ...]:
@@ -115,6 +116,11 @@ def recipe(scheme: str, keep_float: tuple[str, ...], statistics_input: bool = Fa
     for name in keep_float:  # the later, narrower rule wins in ai_edge_quantizer
         manager.add_quantization_config(own_ops(name), TFLOperationName.ALL_SUPPORTED,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
+        # a merged name can join a linear's path to the module's (a LayerNorm's and the q
+        # projection after it): the float modules own no weights, so weighted ops stay integer
+        for op in WEIGHTED:
+            manager.add_static_config(own_ops(name), TFLOperationName[op], activation_num_bits=bits,
+                                      weight_num_bits=8)
     if statistics_input:  # see the module docstring
         manager.add_quantization_config(".*", TFLOperationName.INPUT,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
