@@ -33,8 +33,9 @@ around it. What stays in float is found by the module names litert-torch gives t
   larger than the rest, so one int8 scale per tensor rounds the others away. Measured on the
   bundled model's tokens against float: w8a8 43.9 -> 52.1 dB, w8a16 46.2 -> 57.2 dB;
   its linears and attention stay integer.
-A rule names a module class and covers that module's own ops (the last part of the op's name),
-not those of its children.
+A rule names a module class and covers the ops that module owns (`own_ops`: the last part of
+one of the op's paths), not its children's; convolutions and linears stay integer whatever their
+name, since litert-torch's merged names can join a linear's path to a float module's.
 Before statistics were inputs, every GroupNorm's MEAN/RSQRT decomposition had to stay float
 inside the tile graphs (rounding it cost the decoder 7 to 16 dB), splitting them into many
 integer partitions (`integer_partitions` counts them).
