@@ -28,7 +28,7 @@ class ONNXRunner(ArtifactRunner):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.quantized = self.precision != "fp32"
-        if self.quantized and not int8_kernels_exact():
+        if runs_unfused(self.quantized):
             self.notes = ("int8 QDQ graphs run unfused (dequantize, float op): this x86 CPU's "
                           "int8 kernels saturate without VNNI; numbers exact, speed not int8's",)
 
@@ -47,7 +47,7 @@ def open_session(path: Path, quantized: bool):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads()
-    if quantized and not int8_kernels_exact():  # BASIC folds constants, leaves Q/DQ unfused
+    if runs_unfused(quantized):  # BASIC folds constants, leaves Q/DQ unfused
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(str(path), sess_options=options,
                                 providers=["CPUExecutionProvider"])
@@ -62,6 +62,10 @@ def intra_op_threads() -> int:
         raise F2IError(f"{THREADS_ENV}={text!r}: expected a number of threads (0: ONNX "
                        f"Runtime's default)")
     return int(text)
+
+
+def runs_unfused(quantized: bool) -> bool:
+    return quantized and not int8_kernels_exact()
 
 
 def int8_kernels_exact(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
