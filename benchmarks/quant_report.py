@@ -29,12 +29,13 @@ from results import write_result
 
 from f2i_mobile.calibration import quant_qnn
 from f2i_mobile.calibration.capture import CalibrationSet, load_calibration
-from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
+from f2i_mobile.calibration.quantize import QuantRequest, quantize_model, torch_inputs
 from f2i_mobile.calibration.report import MIN_PSNR, quant_check
 from f2i_mobile.calibration.sensitivity import Evaluator, layer_sensitivity, mixed_precision
 from f2i_mobile.core.contract import GRAPHS
 from f2i_mobile.core.fidelity import END_TO_END, Check, output_scores
 from f2i_mobile.models import F2IDiffSR, load_model
+from f2i_mobile.models.graphs import graph_modules
 
 RUNS = [  # (backend, scheme, quantizer); --skip names them as backend-precision
     ("executorch", "w8a8", "pt2e"),
@@ -62,13 +63,19 @@ def graph_psnr(evaluator: Evaluator, graph: str, module: torch.nn.Module) -> flo
     return output_scores(name, out, ref, evaluator.shave)[0]
 
 
-def qnn_checks(model: F2IDiffSR, calib: CalibrationSet, scheme: str, tiles: int) -> list[Check]:
-    """Report rows for ExecuTorch/QNN at `scheme`: every graph quantized with QnnQuantizer
-    (calibrated on every tile) and run as its converted torch graph, per graph and end to end
-    against float on the first `tiles` calibration tiles."""
-    evaluator = Evaluator(model, calib, tiles)
-    converted = {g: quant_qnn.quantize(evaluator.modules[g], evaluator.inputs[g], scheme)
-                 for g in GRAPHS}
+def qnn_converted(model: F2IDiffSR, calib: CalibrationSet, scheme: str) -> dict[str, torch.nn.Module]:
+    """Every graph quantized with QnnQuantizer at `scheme`, calibrated on every calibration
+    tile, as converted torch graphs."""
+    modules = graph_modules(model)
+    return {g: quant_qnn.quantize(modules[g], torch_inputs(calib, g), scheme) for g in GRAPHS}
+
+
+def qnn_checks(model: F2IDiffSR, converted: dict[str, torch.nn.Module], on: CalibrationSet,
+               scheme: str, tiles: int) -> list[Check]:
+    """Report rows for ExecuTorch/QNN at `scheme`: the converted graphs per graph and end to
+    end against float on the first `tiles` tiles of `on` (the held-out check tiles, or the
+    calibration tiles again)."""
+    evaluator = Evaluator(model, on, tiles)
     rows = [Check(QNN, scheme, g, graph_psnr(evaluator, g, converted[g])) for g in GRAPHS]
     rows.append(Check(QNN, scheme, END_TO_END, evaluator.psnr(converted),
                       min_psnr=MIN_PSNR[scheme], note=QNN_NOTE).judge())
@@ -139,12 +146,16 @@ def main() -> None:
     reports = {on: quant_check(out, model=model, tiles=args.check_tiles, on=on)
                for on in ("check", "calibration")}
     qnn_runs = [s for s in QNN_SCHEMES if f"{QNN}-{s}" not in skip]
+    calib = load_calibration(out / "calibration")
+    for scheme in qnn_runs:
+        start = time.perf_counter()
+        converted = qnn_converted(model, calib, scheme)
+        for on, report in reports.items():
+            tiles = load_calibration(out / on)
+            report.checks += qnn_checks(model, converted, tiles, scheme,
+                                        args.check_tiles or len(tiles))
+        timings[f"{QNN} {scheme}"] = time.perf_counter() - start
     for on, report in reports.items():
-        tiles = load_calibration(out / on)
-        for scheme in qnn_runs:
-            start = time.perf_counter()
-            report.checks += qnn_checks(model, tiles, scheme, args.check_tiles or len(tiles))
-            timings[f"{QNN} {scheme} {on}"] = time.perf_counter() - start
         print(f"\non the {on} tiles:\n" + report.table(), flush=True)
     float_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     print(f"float32 weights: {float_mb:.1f} MB (the size every scheme is compared with)")

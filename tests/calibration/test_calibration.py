@@ -294,6 +294,10 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
         measured = [d for op, name, d in ops(f"statistics.{scheme}.tflite")
                     if "StatNorm_" in name and op == "MEAN"]
         assert measured and all(d == np.float32 for d in measured), scheme
+        # ... and hands its moments over in float, as the tile graphs take them
+        runner = Interpreter(model_path=str(out / "tflite" / f"statistics.{scheme}.tflite"))
+        outputs = runner.get_signature_runner().get_output_details().values()
+        assert [d["dtype"] for d in outputs] == [np.float32] * 3, scheme
         # The conditioner's LayerNorms and residual ADDs stay float (the op's own module is the
         # last part of its name); its linears are integer.
         conditioner = [(op, name.rsplit("/", 1)[-1], d)
@@ -376,6 +380,36 @@ def test_qnn_16_bit_activations_are_closer_to_float_than_8_bit(tiny_model, calib
     assert ranges == {"w8a8": {255}, "w8a16": {65535}}  # activations' quant_max
     assert 30 < psnr["w8a8"] < psnr["w8a16"] - 2, psnr
     assert "QNN_SDK_ROOT" not in os.environ  # set empty only while ExecuTorch's helpers ran
+
+
+@pytest.mark.slow
+def test_qnn_statistics_graph_measures_in_float(tiny_model, calib_set, monkeypatch):
+    """QnnQuantizer leaves the statistics graph's measuring normalizations (and every graph's
+    factor computation) unannotated: no rounding between two of their ops, while the
+    convolutions around them are quantized."""
+    import torch
+
+    from f2i_mobile.calibration import quant_qnn
+    from f2i_mobile.calibration.quantize import torch_inputs
+    from f2i_mobile.models.graphs import graph_modules
+
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+    converted = quant_qnn.quantize(graph_modules(tiny_model)["statistics"],
+                                   torch_inputs(calib_set, "statistics")[:2], "w8a8")
+
+    def kind(node):
+        return quant_qnn.own_module_type(node).rsplit(".", 1)[-1]
+
+    measuring = {"StatNorm", "NormFactors"}
+    rounded = [(n.args[0], [u for dq in n.users for u in dq.users])
+               for n in converted.graph.nodes
+               if n.op == "call_function" and str(n.target).endswith("quantize_per_tensor.default")
+               and "dequantize" not in str(n.target)]
+    assert any(kind(src) == "Conv2d" for src, _ in rounded)
+    inside = [(src.name, u.name) for src, users in rounded for u in users
+              if kind(src) in measuring and kind(u) in measuring]
+    assert not inside, inside
+    assert torch.isfinite(converted(*torch_inputs(calib_set, "statistics")[0])[0]).all()
 
 
 def test_qnn_quant_export_without_the_sdk_fails_at_once_and_writes_nothing(
