@@ -54,12 +54,13 @@ QNN_NOTE = "simulated in torch: converted PT2E graphs; the .pte needs the QNN SD
 
 def graph_psnr(evaluator: Evaluator, graph: str, module: torch.nn.Module) -> float:
     """One graph's PSNR against float on the float pipeline's inputs, as quant-check measures
-    it: Y-channel image PSNR for the SR output, PSNR over the float tensor's range otherwise."""
+    it: Y-channel image PSNR for the SR output, PSNR over the float tensor's range otherwise (the
+    first output of a graph with several, as quant-check)."""
     name = evaluator.calib.index["graphs"][graph]["outputs"][0]
     ref = evaluator.calib.tensors[name][:evaluator.tiles]
     with torch.no_grad():
-        out = np.concatenate([module(*args).numpy()
-                              for args in evaluator.inputs[graph][:evaluator.tiles]])
+        outs = [module(*args) for args in evaluator.inputs[graph][:evaluator.tiles]]
+    out = np.concatenate([(o[0] if isinstance(o, tuple | list) else o).numpy() for o in outs])
     return output_scores(name, out, ref, evaluator.shave)[0]
 
 
