@@ -22,7 +22,9 @@ is not exported again on every run), the torch model runs instead, at the same t
 one-line note: the default output is the same whichever runtime computes it.
 
 An explicit `--backend` never comes here; `--backend auto --artifacts OUT` picks the fastest
-runtime of those OUT holds that run here (`PREFERENCE`).
+runtime of those OUT holds that run here (`PREFERENCE`). `cached_graphs` also builds other
+precisions with a build function of the caller's: `--precision w8a8` comes through
+`f2i_mobile.calibration.default_path`, which quantizes (a layer above this one).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import hashlib
 import importlib.util
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from f2i_mobile.core.atomic import atomic_dir
 from f2i_mobile.core.contract import AUTO, AUTO_TILE, TORCH
@@ -44,6 +48,9 @@ from f2i_mobile.core.model_files import config_header, model_folder
 from f2i_mobile.runners import why_not_runnable
 from f2i_mobile.tiling.cache import cache_dir
 from f2i_mobile.upscale import UpscaleOptions
+
+if TYPE_CHECKING:
+    from f2i_mobile.models import F2IDiffSR
 
 BACKEND, PRECISION = "onnx", "fp32"  # what the default path builds and runs
 # Exported runtimes, fastest first on this CPU at fp32 (ONNX Runtime, ExecuTorch XNNPACK, LiteRT).
@@ -73,7 +80,8 @@ def resolve(model_path: str | Path | None, options: UpscaleOptions,
         return replace(options, backend=fastest_in(options.artifacts, options.precision)), []
     if options.precision != PRECISION:
         raise F2IError(f"--precision {options.precision} runs an export's graphs: give --backend "
-                       f"and --artifacts OUT (the default path builds {PRECISION} graphs)")
+                       f"and --artifacts OUT (the default path builds {PRECISION} graphs, and "
+                       f"w8a8 ones through f2i_mobile.calibration.default_path)")
     folder = model_folder(model_path)
     header = config_header(folder)
     tile = options.tile or auto_tile(int(header["config"]["tile"]))
@@ -106,10 +114,10 @@ def fastest_in(artifacts: str | Path, precision: str) -> str:
                    f"{have}; runnable here: {runnable})")
 
 
-def cache_folder(folder: Path, tile: int) -> Path:
-    """Where the graphs of the checkpoint in `folder` at `tile` are cached."""
+def cache_folder(folder: Path, tile: int, precision: str = PRECISION) -> Path:
+    """Where the graphs of the checkpoint in `folder` at `tile` and `precision` are cached."""
     digest = hashlib.sha256(sha256_path(folder).encode())
-    for part in (f"tile={tile}", f"precision={PRECISION}", MANIFEST_FORMAT,
+    for part in (f"tile={tile}", f"precision={precision}", MANIFEST_FORMAT,
                  *(f"{p}={_version(p)}" for p in VERSIONED)):
         digest.update(part.encode() + b"\0")
     name = config_header(folder)["config"].get("name", "model")
@@ -120,11 +128,16 @@ def failure_file(out: Path) -> Path:
     return out.with_name(out.name + ".failed")
 
 
-def cached_graphs(folder: Path, tile: int, progress: bool = False) -> Path:
-    """The cached export of the checkpoint in `folder` at `tile`, built now if there is none.
-    Raises BuildFailed, with the reason, when it cannot be built (now or before)."""
-    out = cache_folder(folder, tile)
-    if _complete(out):
+Build = Callable[["F2IDiffSR", Path, int, bool], None]  # (model, work folder, tile, progress)
+
+
+def cached_graphs(folder: Path, tile: int, progress: bool = False, precision: str = PRECISION,
+                  build: Build | None = None, build_time: str = BUILD_TIME) -> Path:
+    """The cached export of the checkpoint in `folder` at `tile` and `precision`, built now by
+    `build` (default: the fp32 ONNX export) if there is none. Raises BuildFailed, with the
+    reason, when it cannot be built (now or before)."""
+    out = cache_folder(folder, tile, precision)
+    if _complete(out, precision):
         return out
     failed = failure_file(out)
     if failed.is_file():
@@ -135,11 +148,12 @@ def cached_graphs(folder: Path, tile: int, progress: bool = False) -> Path:
         raise BuildFailed(f"cannot write {out.parent}: {exc.strerror or exc}") from None
     name = out.name.rsplit("-", 1)[0]
     if progress:
-        print(f"building the ONNX graphs for {name} once ({BUILD_TIME}), cached in {out}",
+        graphs = "ONNX graphs" if precision == PRECISION else f"{precision} ONNX graphs"
+        print(f"building the {graphs} for {name} once ({build_time}), cached in {out}",
               file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
-        _build(folder, out, tile, progress)
+        _build(folder, out, tile, progress, precision, build or export_onnx)
     except _AlreadyBuilt:
         pass
     except OSError as exc:  # a full disk, say: try again next time
@@ -160,27 +174,34 @@ class _AlreadyBuilt(Exception):
     """Another process finished the same build first: keep its folder, drop this one."""
 
 
-def _build(folder: Path, out: Path, tile: int, progress: bool) -> None:
+def _build(folder: Path, out: Path, tile: int, progress: bool, precision: str,
+           build: Build) -> None:
     from f2i_mobile.core.quiet import quiet_libraries
-    from f2i_mobile.export.pipeline import check_backends, export_model
     from f2i_mobile.models import from_pretrained
 
     quiet_libraries()  # again: importing torch resets the exporter's loggers
     model = from_pretrained(folder)
     with atomic_dir(out) as work:
-        _, failures = export_model(model, work, check_backends(BACKEND), tile, PRECISION,
-                                   fail_fast=True, progress=progress)
-        if failures:
-            raise RuntimeError("; ".join(str(f) for f in failures))
-        if _complete(out):
+        build(model, work, tile, progress)
+        if _complete(out, precision):
             raise _AlreadyBuilt
 
 
-def _complete(out: Path) -> bool:
+def export_onnx(model: F2IDiffSR, work: Path, tile: int, progress: bool) -> None:
+    """The default build: the model's fp32 ONNX graphs into `work`."""
+    from f2i_mobile.export.pipeline import check_backends, export_model
+
+    _, failures = export_model(model, work, check_backends(BACKEND), tile, PRECISION,
+                               fail_fast=True, progress=progress)
+    if failures:
+        raise RuntimeError("; ".join(str(f) for f in failures))
+
+
+def _complete(out: Path, precision: str = PRECISION) -> bool:
     if not (out / MANIFEST).is_file():
         return False
     try:
-        return (BACKEND, PRECISION) in Manifest.load(out).variants()
+        return (BACKEND, precision) in Manifest.load(out).variants()
     except F2IError:  # unreadable: built again, in its place
         return False
 

@@ -53,7 +53,10 @@ def add_parser(sub) -> None:
                         "onnxruntime is missing; with --artifacts, the fastest runtime there)")
     p.add_argument("--artifacts", default=None, metavar="OUT",
                    help="export folder with manifest.json (backends other than torch)")
-    p.add_argument("--precision", default="fp32", help="artifact precision (default: fp32)")
+    p.add_argument("--precision", default="fp32",
+                   help="artifact precision (default: fp32); on the default backend also w8a8: "
+                        "the model's int8 ONNX graphs, built once and kept only if they pass "
+                        "the quantization gate on held-out photos")
     p.add_argument("--steps", type=int, default=1,
                    help="U-Net calls per tile (default 1: the one step the exported graphs run); "
                         "more samples through a diffusers DDIM scheduler on the torch model")
@@ -73,8 +76,8 @@ def is_set(args) -> bool:
 
 
 def run(args) -> int:
+    from f2i_mobile.calibration.default_path import resolve
     from f2i_mobile.core.planner import parse_size
-    from f2i_mobile.export.cache import resolve
     from f2i_mobile.upscale import UpscaleOptions, plan_upscale, upscale_file
 
     options = UpscaleOptions(

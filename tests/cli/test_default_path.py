@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,8 +133,52 @@ def test_bad_input_on_the_default_path_fails_before_any_build(tiny_checkpoint, t
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     good = tmp_path / "good.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
-    for args, message in (([broken], "broken.png"), ([good, "--precision", "w8a8"], "--artifacts")):
+    for args, message in (([broken], "broken.png"), ([good, "--precision", "w8a16"], "--artifacts")):
         code, _, err = upscale([*args, "-o", tmp_path / "o.png", "--model", tiny_checkpoint,
                                 "--backend", "auto"], capsys)
         assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "cache").exists() and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.slow
+def test_w8a8_on_the_default_path_is_built_once_and_kept_only_past_the_gate(
+        tiny_checkpoint, default_path, tmp_path, monkeypatch, capsys):
+    """`--precision w8a8` without artifacts builds the model's int8 ONNX graphs into the cache
+    and runs its quantization gate on held-out tiles in the same build: graphs that miss it
+    are refused in one line (nothing cached but the reason, no output), graphs that pass are
+    kept and reused, and their output is near the fp32 default's."""
+    from f2i_mobile.calibration import report
+
+    photo = Path(__file__).parents[2] / "examples" / "chelsea_lr.png"  # a photo, not noise
+    fp32 = tmp_path / "fp32.png"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(default_path.cache_home))  # its graphs are built
+    code, _, err = upscale([photo, "-o", fp32, "--model", tiny_checkpoint, "--tile", 16,
+                            "--backend", "auto"], capsys)
+    assert code == 0 and "building" not in err, err
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "int8.png"
+    args = [photo, "-o", out, "--model", tiny_checkpoint, "--tile", 16,
+            "--precision", "w8a8", "--backend", "auto"]
+    monkeypatch.setitem(report.MIN_PSNR, "w8a8", 200.0)  # no int8 graph is that close
+    code, _, err = upscale(args, capsys)
+    errors = [line for line in err.splitlines() if "error" in line]  # beside the progress bars
+    assert code == 1 and len(errors) == 1 and "miss the quantization gate" in errors[0], err
+    assert not out.exists()
+    [failed] = (tmp_path / "cache").rglob("*.failed")
+    assert not [p for p in failed.parent.iterdir() if p.is_dir()]  # no graphs kept
+    code, _, err = upscale(args, capsys)  # remembered: no second build
+    assert code == 1 and "delete" in err and "building" not in err, err
+
+    failed.unlink()
+    monkeypatch.setitem(report.MIN_PSNR, "w8a8", 20.0)  # the tiny model is random: a low gate
+    code, _, err = upscale(args, capsys)
+    assert code == 0 and sum("building the w8a8 ONNX graphs" in line
+                             for line in err.splitlines()) == 1, err
+    [export] = [p for p in failed.parent.iterdir() if p.is_dir()]
+    assert ("onnx", "w8a8") in Manifest.load(export).variants()
+    first = pixels(out)
+    code, _, err = upscale(args, capsys)
+    assert code == 0 and "building" not in err and np.array_equal(pixels(out), first)
+    # int8, not the fp32 graphs, and the same picture (the untrained tiny model's int8 error is
+    # large: 21 dB here; the gate above is what holds a real model to its target)
+    assert not np.array_equal(first, pixels(fp32)) and psnr(first, pixels(fp32), 255.0) > 15
