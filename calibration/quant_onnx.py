@@ -3,7 +3,12 @@
 QDQ (QuantizeLinear/DequantizeLinear pairs around float ops) is what the mobile execution
 providers (NNAPI, QNN, XNNPACK) fuse into integer kernels; the QOperator format is not needed.
 Weights per channel, symmetric int8; activations int8, calibrated by min-max over the captured
-inputs through a CalibrationDataReader.
+inputs through a CalibrationDataReader, one tile at a time, with ONNX Runtime's moving average of
+each tile's range (`CalibMovingAverage`) rather than the extremes over all tiles: one tile with
+extreme activations otherwise sets the range for every photo. Measured on the bundled decoder at
+tile 224 (16 calibration tiles, 2 check tiles, PSNR against float): plain min-max 31.7 and 31.8 dB,
+the moving average 41.6 and 42.0 dB; ORT's percentile calibration holds every tile's tensors in
+memory and did not fit 24 GB at this size (43.0 dB on 4 tiles).
 """
 
 from __future__ import annotations
@@ -48,9 +53,10 @@ def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names
                           skip_symbolic_shape=True)
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=list(OPS))
+                        weight_type=QuantType.QInt8, op_types_to_quantize=list(OPS),
+                        extra_options={"CalibMovingAverage": True})
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-            "calibration": "minmax",
+            "calibration": "minmax, moving average over the tiles",
             "quantized_ops": list(OPS)}
 
 
