@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from android_bench import plan, runners
-from android_bench.report import BenchReport, EndToEnd, Skipped
+from android_bench.report import BenchReport, EndToEnd, Skipped, set_speedups
 from android_bench.transport import AdbTransport, BenchFault, HostTransport, Transport
 from f2i_mobile.core.contract import BACKENDS, GRAPHS
 from f2i_mobile.core.errors import F2IError
@@ -168,6 +168,7 @@ def _end_to_end(report: BenchReport, manifest: Manifest, photo: tuple[int, int])
         report.end_to_end.append(EndToEnd(
             backend, precision, width, height, p.tiles, dict(p.calls), seconds,
             seconds / (width * height / 1e6), flop / 1e9, flop / 1e9 / seconds, p.source))
+    set_speedups(report.end_to_end)
 
 
 def write_outputs(report: BenchReport, paths: dict[str, Path]) -> None:

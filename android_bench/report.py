@@ -76,6 +76,9 @@ class EndToEnd:
     gflop_per_photo: float
     achieved_gflops_per_s: float
     plan: str  # which planner made the plan
+    # fp32 seconds / these seconds, the same backend's fp32 timed in the same run (None for fp32
+    # itself, or when the run has no fp32 of this backend)
+    speedup_over_fp32: float | None = None
 
 
 @dataclass
@@ -147,6 +150,16 @@ class BenchReport:
                             (r.thermal_after or {}).get("name", "")])
 
 
+def set_speedups(rows: list[EndToEnd]) -> None:
+    """Each reduced-precision variant's photo time against its own backend's fp32 from the
+    same run: what the runtime's int8 (or fp16) kernels give on this device, with the machine's
+    load and clocks shared by both."""
+    fp32 = {e.backend: e.seconds_per_photo for e in rows if e.precision == "fp32"}
+    for e in rows:
+        if e.precision != "fp32" and e.backend in fp32:
+            e.speedup_over_fp32 = fp32[e.backend] / e.seconds_per_photo
+
+
 def _fmt(v, digits: int = 4) -> str:
     """Significant digits, so 0.047 ms and 1234 ms both read well."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -189,11 +202,12 @@ def format_report(r: BenchReport) -> str:
                       f"({e0.width * e0.height / 1e6:.1f} MP), {e0.tiles} tiles, medians x calls "
                       f"({e0.plan})",
                   f"{'backend':<10} {'precision':<9} {'s/photo':>9} {'s/MP':>8} "
-                  f"{'GFLOP/photo':>12} {'GFLOP/s':>9}"]
+                  f"{'GFLOP/photo':>12} {'GFLOP/s':>9} {'vs fp32':>8}"]
         for e in r.end_to_end:
+            gain = "-" if e.speedup_over_fp32 is None else f"{e.speedup_over_fp32:.2f}x"
             lines.append(f"{e.backend:<10} {e.precision:<9} {e.seconds_per_photo:>9.2f} "
                          f"{e.seconds_per_megapixel:>8.3f} {e.gflop_per_photo:>12.1f} "
-                         f"{e.achieved_gflops_per_s:>9.1f}")
+                         f"{e.achieved_gflops_per_s:>9.1f} {gain:>8}")
     for s in r.skipped:
         lines.append(f"skipped  {s.backend} {s.precision}: {s.reason}")
     for f in r.failures:

@@ -12,7 +12,7 @@ import pytest
 
 from android_bench import formats
 from android_bench.compare import compare, format_comparison
-from android_bench.report import BenchReport, GraphResult
+from android_bench.report import BenchReport, EndToEnd, GraphResult, format_report, set_speedups
 from android_bench.stats import Summary, compare_summaries
 
 FIX = Path(__file__).parent / "fixtures"
@@ -155,3 +155,22 @@ def test_compare_cli_bad_input(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "not a bench result" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_end_to_end_reports_each_precision_against_its_own_backends_fp32():
+    """The speed-up column divides by the same backend's fp32, never another runtime's; a
+    variant whose backend has no fp32 in the run gets none rather than a guess."""
+    def row(backend, precision, seconds):
+        return EndToEnd(backend, precision, 4000, 3000, 80, {}, seconds, seconds / 12, 1.0,
+                        1.0, "plan")
+
+    rows = [row("onnx", "fp32", 60.0), row("onnx", "w8a8", 40.0), row("tflite", "fp32", 90.0),
+            row("tflite", "w8a8", 60.0), row("executorch", "w8a8", 30.0)]
+    set_speedups(rows)
+    assert [r.speedup_over_fp32 for r in rows] == [None, 1.5, None, 1.5, None]
+    report = BenchReport(device={"label": "dev"}, transport="host", settings={}, model={},
+                         end_to_end=rows)
+    lines = format_report(report).splitlines()
+    assert "vs fp32" in next(x for x in lines if x.startswith("backend"))
+    assert next(x for x in lines if x.startswith("onnx       w8a8")).endswith("1.50x")
+    assert BenchReport.from_dict(report.to_dict()).end_to_end[1].speedup_over_fp32 == 1.5

@@ -60,3 +60,43 @@ def test_int8_kernels_count_as_exact_only_where_they_cannot_saturate(
     if flags is not None:
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     assert int8_kernels_exact(cpuinfo) is exact
+
+
+def test_every_convolution_of_a_quantized_graph_runs_as_an_int8_kernel(tmp_path):
+    """quant_onnx's QDQ graph fuses whole on ONNX Runtime: a tensor read by two convolutions (a
+    ResNet block's input, read by its branch and its shortcut) and an upsampler's output were
+    left as float Conv between Q/DQ pairs with int8 activations on x86; every Conv must become
+    a QLinearConv in the session ORT optimizes."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from f2i_mobile.calibration import quant_onnx
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv_in, self.conv1 = nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.conv2, self.shortcut = nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(8, 16, 1)
+            self.up = nn.Conv2d(16, 16, 3, padding=1)
+
+        def forward(self, x):
+            h = self.conv_in(x)
+            y = self.conv2(F.silu(self.conv1(F.silu(h)))) + self.shortcut(h)
+            return self.up(F.interpolate(y, scale_factor=2.0, mode="nearest"))
+
+    torch.manual_seed(0)
+    block, x = Block().eval(), torch.randn(1, 4, 16, 16)
+    float_path, path, optimized = (tmp_path / n for n in ("f.onnx", "q.onnx", "opt.onnx"))
+    torch.onnx.export(block, (x,), str(float_path), dynamo=True, input_names=["x"])
+    quant_onnx.quantize(float_path, [(torch.randn(1, 4, 16, 16),) for _ in range(4)], ["x"],
+                        path)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+    assert ops["Conv"] == 0 and ops["QLinearConv"] == 5, ops
