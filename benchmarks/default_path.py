@@ -3,6 +3,7 @@
 
     python benchmarks/default_path.py
     python benchmarks/default_path.py --exports out/export     # and what an export holds
+    python benchmarks/default_path.py --model pocket           # another model than the default
 
 The photo is scikit-image's astronaut resized to 1000x750; every run is `f2i-mobile upscale` in
 a subprocess under `/usr/bin/time -v` (wall seconds, peak RSS), with a fresh user cache:
@@ -12,8 +13,11 @@ a subprocess under `/usr/bin/time -v` (wall seconds, peak RSS), with a fresh use
 - `torch`: `--backend torch` at the model's tile, and at the default path's tile (what the
   default falls back to without ONNX Runtime);
 - `onnx`: `--backend onnx --artifacts` on the cached graphs, named explicitly;
+- `default --precision w8a8`: the int8 graphs' build (calibration, quantization, the gate) and
+  a later run on them;
 - with `--exports DIR` (repeatable): every variant DIR holds that runs here, at DIR's tile.
-The default output is compared with the torch path's at the same tile (PSNR, 8-bit).
+The default output, fp32 and w8a8, is compared with the torch path's at the same tile (PSNR,
+8-bit).
 Writes benchmarks/results/default_path.json.
 """
 
@@ -50,12 +54,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exports", action="append", default=[], metavar="DIR",
                     help="an export folder whose runnable variants are timed too")
+    ap.add_argument("--model", default=None, help="checkpoint folder or bundled name (default: "
+                    "the default model, as `upscale` without --model)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     from f2i_mobile.core.model_files import config_header, model_folder
     from f2i_mobile.export.cache import AUTO_TILE, auto_tile
 
-    tile = auto_tile(config_header(model_folder())["config"]["tile"])  # the bundled model's
+    config = config_header(model_folder(args.model))["config"]
+    tile = auto_tile(config["tile"])
+    model = ("--model", args.model) if args.model else ()
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         work = Path(tmp)
@@ -65,7 +73,7 @@ def main() -> None:
 
         def run(name: str, *options: str) -> Path:
             out = work / f"{len(runs)}.png"
-            t = timed(cli(str(src), "-o", str(out), *options), env)
+            t = timed(cli(str(src), "-o", str(out), *model, *options), env)
             record = {"run": name, "options": " ".join(options), "seconds": t.seconds,
                       "peak_rss_bytes": t.peak_rss_bytes,
                       "tiles": int(re.search(r"(\d+) tiles", t.stdout).group(1))}
@@ -85,15 +93,20 @@ def main() -> None:
         fallback = run(f"torch at the default tile ({tile})", "--backend", "torch", "--tile",
                        str(tile))
         run(f"onnx fp32, tile {tile} (the cache)", "--backend", "onnx", "--artifacts", str(cache))
+        run("default --precision w8a8, first run (builds)", "--precision", "w8a8")
+        int8 = run("default --precision w8a8", "--precision", "w8a8")
         for folder in map(Path, args.exports):
             for backend, precision, t in variants(folder):
                 run(f"{backend} {precision}, tile {t}", "--backend", backend, "--artifacts",
                     str(folder), "--precision", precision)
-        fidelity = psnr_png(default, fallback)
-    print(f"default vs torch at tile {tile}: {fidelity:.1f} dB PSNR")
+        fidelity, int8_fidelity = psnr_png(default, fallback), psnr_png(int8, fallback)
+    print(f"default vs torch at tile {tile}: {fidelity:.1f} dB PSNR; w8a8 vs torch: "
+          f"{int8_fidelity:.1f} dB")
     write_result("default_path", {
-        "input": f"{SIZE[0]}x{SIZE[1]}", "output": f"{SIZE[0] * 4}x{SIZE[1] * 4} PNG",
+        "model": config.get("name"), "input": f"{SIZE[0]}x{SIZE[1]}",
+        "output": f"{SIZE[0] * 4}x{SIZE[1] * 4} PNG",
         "auto_tile": AUTO_TILE, "runs": runs, "default_vs_torch_psnr_db": fidelity,
+        "w8a8_vs_torch_psnr_db": int8_fidelity,
         "default_seconds": runs[1]["seconds"], "build_seconds": runs[0].get("build_seconds")},
         args.json)
 
