@@ -344,3 +344,26 @@ def test_the_pocket_recipe_applies_to_the_sd_sized_presets(name):
     assert isinstance(model.vae, LiteAutoencoder)
     assert all(isinstance(model.unet.get_submodule(n), LightResBlock)
                for n in student.unet.light_blocks)
+
+
+def test_the_bundled_pocket_is_mobile_distilled():
+    """`pocket` ships beside `mobile`: the PocketSR recipe applied to the bundled teacher, at
+    most 30 GFLOPs per tile, and on a held-out photo its output follows its teacher's, which
+    the same architecture fresh from `build_student` (LiteED and light blocks untrained) does
+    not."""
+    from f2i_mobile.core.fidelity import psnr
+    from f2i_mobile.core.imaging import bicubic_downscale
+    from f2i_mobile.evaluate import eval_images
+    from f2i_mobile.models.info import model_report
+    from f2i_mobile.train.distill import build_student
+
+    teacher, pocket = load_model("mobile").eval(), load_model("pocket").eval()
+    assert pocket.config == student_config("pocket", teacher.config)
+    assert model_report("pocket")["total_gflops_per_tile"] <= 30.0
+    fresh = build_student(teacher, pocket.config).eval()
+    hr = next(i for i in eval_images(None) if i.name == "camera").pixels[:128, :128]
+    lr = torch.from_numpy(bicubic_downscale(hr, 4).transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        target, distilled, untrained = (m(lr)[0].numpy() for m in (teacher, pocket, fresh))
+    assert psnr(distilled, target, 1.0) >= 27.0
+    assert psnr(untrained, target, 1.0) < psnr(distilled, target, 1.0) - 6.0
