@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 from pathlib import Path
 
 from results import write_result
 from tiling_bench import cli, make_input, timed
+
+from f2i_mobile.core.errors import guarded
 
 SIZE = (1000, 750)
 
@@ -112,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main, prog="default_path.py"))

@@ -30,6 +30,7 @@ import numpy as np
 from results import write_result
 
 from android_bench.report import BenchReport
+from f2i_mobile.core.errors import F2IError, guarded
 from f2i_mobile.core.manifest import Manifest
 
 BACKENDS = ("executorch", "tflite", "onnx")
@@ -44,7 +45,8 @@ def bench(exports: Path, runs: int, warmup: int, work: Path) -> BenchReport:
     cmd = [sys.executable, "-m", "f2i_mobile.cli", "bench", "--artifacts", str(exports), "--host",
            "--backends", *BACKENDS, "--runs", str(runs), "--warmup", str(warmup),
            "--json", str(out)]
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode:  # the bench has said why, in one line
+        raise F2IError(f"{exports}: the host bench failed")
     return BenchReport.load(out)
 
 
@@ -143,6 +145,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    Manifest.load(args.exports)  # a folder that is no export fails here, in one line
     with tempfile.TemporaryDirectory() as tmp:
         report = bench(args.exports, args.runs, args.warmup, Path(tmp))
     rows = speedups(report)
@@ -160,4 +163,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main, prog="int8_speed.py"))
