@@ -16,7 +16,6 @@ CLI hands `upscale` this resolver, which leaves every other request to the expor
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from f2i_mobile.upscale import UpscaleOptions
 
 SCHEME = "w8a8"
 GATE_TILES = 2  # held-out check tiles the build's gate runs on (the docs' table uses 2 as well)
-BUILD_TIME = ("about 3 min at tile 128, 7 at 224, on 2 CPU cores for the bundled model: "
+BUILD_TIME = ("about 3 min at tile 128, 6 at 224, on 2 CPU cores for the bundled model: "
               "calibration, quantization, gate")
 
 
@@ -38,7 +37,7 @@ def resolve(model_path: str | Path | None, options: UpscaleOptions,
     and runs the gated int8 ONNX graphs."""
     if options.backend != AUTO or options.artifacts is not None or options.precision != SCHEME:
         return cache.resolve(model_path, options)
-    missing = [p for p in cache.BUILD_PACKAGES if importlib.util.find_spec(p) is None]
+    missing = cache.missing_packages()
     if missing:
         raise F2IError(f"--precision {SCHEME} runs int8 ONNX graphs: pip install "
                        f"{' '.join(missing)}")

@@ -58,7 +58,7 @@ PREFERENCE = ("onnx", "executorch", "tflite")
 # What the export needs besides torch, and what runs its graphs.
 BUILD_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 VERSIONED = ("f2i-mobile", "torch", "onnx", "onnxscript")
-BUILD_TIME = "about 2 min on 2 CPU cores for the bundled model"
+BUILD_TIME = "1 to 2 min on 2 CPU cores for the bundled model"
 
 
 class BuildFailed(Exception):
@@ -86,7 +86,7 @@ def resolve(model_path: str | Path | None, options: UpscaleOptions,
     header = config_header(folder)
     tile = options.tile or auto_tile(int(header["config"]["tile"]))
     on_torch = replace(options, backend=TORCH, tile=tile)
-    missing = [p for p in BUILD_PACKAGES if importlib.util.find_spec(p) is None]
+    missing = missing_packages()
     if missing:
         return on_torch, [f"note: {', '.join(missing)} not installed (pip install "
                           f"{' '.join(missing)}: the faster ONNX Runtime path); running the "
@@ -100,6 +100,11 @@ def resolve(model_path: str | Path | None, options: UpscaleOptions,
 
 def auto_tile(model_tile: int) -> int:
     return max(model_tile, AUTO_TILE)
+
+
+def missing_packages() -> list[str]:
+    """What the default path's ONNX build needs and this environment lacks."""
+    return [p for p in BUILD_PACKAGES if importlib.util.find_spec(p) is None]
 
 
 def fastest_in(artifacts: str | Path, precision: str) -> str:
