@@ -29,7 +29,7 @@ from results import write_result
 
 from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.evaluate import eval_images, evaluate, means
-from f2i_mobile.models import from_pretrained
+from f2i_mobile.models import from_pretrained, load_model
 from f2i_mobile.models.config import AlignConfig
 from f2i_mobile.models.graphs import count_flops, count_params
 from f2i_mobile.runners.base import run_chain
@@ -83,7 +83,7 @@ def trained_parameters(cfg, init: Path) -> int:
     """Parameters the variant's generator trains (what its optimizer holds)."""
     from f2i_mobile.train.stages import build_stage
 
-    return sum(p.numel() for p in build_stage(from_pretrained(init), cfg).trainable())
+    return sum(p.numel() for p in build_stage(load_model(init), cfg).trainable())
 
 
 @torch.no_grad()
@@ -170,7 +170,7 @@ def main() -> None:
             path, seconds, trained = train_variant(name, args, init, work)
             rows.append(score(name, path, seconds, trained, args, images))
             print(f"{name}: PSNR-Y {rows[-1]['psnr_y']:.2f} dB", flush=True)
-        tile = from_pretrained(init).config.tile
+        tile = load_model(init).config.tile
     print(table(rows, tile))
     write_result("method_compare", {"foundation": str(args.init or f"{args.preset}, "
                                                       f"{args.foundation_steps} steps per stage"),

@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     src.add_argument("--preset", default=None, help="model config by name (default: mobile)")
     src.add_argument("--config", default=None, help="model config JSON (an f2i_config.json)")
     p.add_argument("--init", default=None,
-                   help="model to start from: the previous stage's OUT/model")
+                   help="model to start from: the previous stage's OUT/model, or a bundled "
+                        "name (fm takes its VAE)")
     p.add_argument("--data", default=None,
                    help="folder of HR images (recursive PNG/JPEG/TIFF; default: the bundled "
                         "scikit-image set)")

@@ -10,7 +10,14 @@ import torch
 
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.samples import load_images
-from f2i_mobile.models import F2IConfig, F2IDiffSR, build_model, from_pretrained, preset
+from f2i_mobile.models import (
+    F2IConfig,
+    F2IDiffSR,
+    build_model,
+    from_pretrained,
+    load_model,
+    preset,
+)
 from f2i_mobile.models.checkpoint import save_pretrained
 from f2i_mobile.train.config import TrainConfig
 from f2i_mobile.train.data import Crops
@@ -35,9 +42,9 @@ def starting_model(cfg: TrainConfig, config: F2IConfig, init: str | None,
     if cfg.stage == "sr":
         if not init:
             raise F2IError("the sr stage needs --init FM_MODEL (the fm stage's OUT/model)")
-        return from_pretrained(init)
+        return load_model(init)
     if cfg.stage == "fm" and init:
-        trained = from_pretrained(init)
+        trained = load_model(init)
         model = build_model(replace(config, vae=trained.config.vae), seed=cfg.seed, lora=False,
                             dinov2=dinov2)
         model.vae.load_state_dict(trained.vae.state_dict())
@@ -46,7 +53,7 @@ def starting_model(cfg: TrainConfig, config: F2IConfig, init: str | None,
         raise F2IError("the fm stage needs --init VAE_MODEL (the vae stage's OUT/model) or "
                        "--vae HF_FOLDER with real VAE weights")
     if init:
-        return from_pretrained(init)
+        return load_model(init)
     return build_model(config, seed=cfg.seed, lora=False, dinov2=dinov2, vae=vae)
 
 

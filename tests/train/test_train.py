@@ -136,6 +136,23 @@ def test_vae_stage_fits_the_latent_scale(tmp_path):
     assert "train vae" in model.metadata["origin"]
 
 
+def test_a_bundled_model_name_is_a_starting_model(tmp_path):
+    # `--init mobile` (as `--model mobile` everywhere else): fm keeps the bundled VAE and starts
+    # a fresh U-Net; an unknown name is the one-line model error, not a traceback.
+    from f2i_mobile.core.errors import F2IError
+    from f2i_mobile.core.model_files import bundled_models
+    from f2i_mobile.train.run import starting_model
+
+    bundled = from_pretrained(bundled_models()["mobile"])
+    model = starting_model(default_train_config("fm"), preset("mobile"), "mobile", None, None)
+    for k, v in bundled.vae.state_dict().items():
+        assert torch.equal(model.vae.state_dict()[k], v), k
+    unet = dict(bundled.unet.state_dict())
+    assert not all(torch.equal(v, unet[k]) for k, v in model.unet.state_dict().items())
+    with pytest.raises(F2IError, match="not a bundled model"):
+        starting_model(default_train_config("sr"), preset("mobile"), "nosuch", None, None)
+
+
 def _only(**first) -> DegradationConfig:
     """A degradation with everything off except what `first` turns on (first order only)."""
     off = DegradationOrder(blur_prob=0.0, resize_prob=(0.0, 0.0, 1.0), gaussian_noise_prob=1.0,
