@@ -64,7 +64,8 @@ def distill(variant: str, teacher: str, args, out: Path) -> tuple[Path, float | 
         return run / "model", None
     cfg = default_train_config("distill").replace(
         max_steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
-        checkpoint_every=max(1, args.steps // 4), mixed_precision=args.mixed_precision)
+        checkpoint_every=max(1, args.steps // 4), mixed_precision=args.mixed_precision,
+        **({"learning_rate": args.lr} if args.lr else {}))
     cfg = cfg.replace(distill=replace(cfg.distill, lite_steps=args.lite_steps,
                                       anneal_steps=args.anneal_steps, **VARIANTS[variant]))
     tic = time.perf_counter()
@@ -159,6 +160,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the "
+                   "distill stage's)")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--retrain", action="store_true", help="train variants that exist again")

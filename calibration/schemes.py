@@ -36,7 +36,8 @@ from f2i_mobile.core.errors import F2IError
 TOOLS: dict[tuple[str, str], str] = {
     ("executorch", "w8a8"): "PT2E XNNPACKQuantizer on convolutions and linears "
                             "(per-channel symmetric, static activations)",
-    ("tflite", "w8a8"): "ai_edge_quantizer static int8 (GroupNorm float)",
+    ("tflite", "w8a8"): "ai_edge_quantizer static int8 (normalization factors and the "
+                        "decoder's full-resolution tail float)",
     ("tflite", "w8a16"): "ai_edge_quantizer 16x8: int8 weights, int16 activations "
                          "(GroupNorm, ADD, RSQRT, MEAN float)",
     ("coreml", "w8a16"): "coremltools.optimize.coreml linear int8 weights, fp16 compute",

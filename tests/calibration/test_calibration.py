@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -276,18 +277,32 @@ def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_se
         runner = Interpreter(model_path=str(out / "tflite" / name)).get_signature_runner()
         return [d["dtype"] for d in runner.get_input_details().values()]
 
+    from f2i_mobile.calibration.quant_tflite import decoder_tail
+    from f2i_mobile.models.graphs import graph_modules
+
+    tail = decoder_tail(graph_modules(tiny_model)["decoder"])
+
+    def in_tail(name):
+        return any(re.search(scope, name) for scope in tail)
+
     manifest = Manifest.load(out)
     for scheme, int_type in (("w8a8", np.int8), ("w8a16", np.int16)):
         decoder = ops(f"decoder.{scheme}.tflite")
         # computed in float from the float statistics input; the affine multiply is integer
-        # at w8a8 (QUANTIZE hands it the factors) and float at w8a16
+        # at w8a8 (QUANTIZE hands it the factors) except in the decoder's tail, and float at
+        # w8a16
         factors = [d for op, name, d in decoder if "NormFactors_" in name and op != "QUANTIZE"]
-        affine = [d for op, name, d in decoder if "StatNorm_" in name and "NormFactors_" not in name
-                  and op == "MUL"]
+        affine = [(d, in_tail(name)) for op, name, d in decoder
+                  if "StatNorm_" in name and "NormFactors_" not in name and op == "MUL"]
         convs = [d for op, name, d in decoder if op == "CONV_2D"]
         assert factors and all(d == np.float32 for d in factors), scheme
-        affine_type = int_type if scheme == "w8a8" else np.float32
-        assert affine and all(d == affine_type for d in affine), scheme
+        assert any(t for _, t in affine) and not all(t for _, t in affine), scheme
+        assert all(d == (int_type if scheme == "w8a8" and not t else np.float32)
+                   for d, t in affine), scheme
+        # the tail's residual stream (its ResnetBlock2D's own ADDs) is float at w8a8 as well
+        residual = [d for op, name, d in decoder if op == "ADD" and in_tail(name)
+                    and re.search(r"ResnetBlock2D_\d+(;|$)", name)]
+        assert residual and all(d == np.float32 for d in residual), scheme
         assert convs and all(d == int_type for d in convs), scheme
         assert input_types(f"decoder.{scheme}.tflite") == [np.float32, np.float32], scheme
         assert input_types(f"conditioner.{scheme}.tflite") == [int_type], scheme
@@ -472,6 +487,33 @@ def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "manifest.json" in err
 
 
+def test_the_decoders_last_up_block_and_head_stay_float_at_w8a8_on_tflite(tiny_model):
+    from f2i_mobile.calibration.quant_tflite import float_scopes
+    from f2i_mobile.models.graphs import graph_modules
+
+    modules = graph_modules(tiny_model)
+    last = len(tiny_model.vae.decoder.up_blocks) - 1
+    scopes = float_scopes(modules["decoder"], "decoder", "w8a8")
+    path = "w/diffusers.models.autoencoders.vae.Decoder_decoder"
+
+    def floats(name):
+        return any(re.search(scope, name) for scope in scopes)
+
+    block = f"{path}/diffusers.models.unets.unet_2d_blocks.UpDecoderBlock2D_{last}"
+    assert floats(f"{block}/diffusers.models.resnet.ResnetBlock2D_1;")  # residual add
+    assert floats(f"{block}/diffusers.models.resnet.ResnetBlock2D_0/torch.nn.SiLU_nonlinearity;3")
+    assert floats(f"{path}/f2i_mobile.models.norms.StatNorm_conv_norm_out;5")
+    assert floats(f"{path}/torch.nn.modules.activation.SiLU_conv_act;")
+    assert not floats(f"{path}/diffusers.models.unets.unet_2d_blocks.UpDecoderBlock2D_{last - 1}"
+                      "/diffusers.models.resnet.ResnetBlock2D_1;")
+    assert not floats(f"{path}/diffusers.models.unets.unet_2d_blocks.UNetMidBlock2D_mid_block"
+                      "/diffusers.models.resnet.ResnetBlock2D_1;")
+    assert not floats(f"{path}/torch.nn.modules.conv.Conv2d_conv_out;")
+    # w8a16 keeps every normalization and add float already; other graphs have no such tail
+    assert float_scopes(modules["decoder"], "decoder", "w8a16") == ()
+    assert float_scopes(modules["encoder"], "encoder", "w8a8") == ()
+
+
 @pytest.mark.parametrize("name, owned", [
     ("w/ResnetBlock2D_0/f2i_mobile.models.norms.StatNorm_norm1;4", True),
     # litert-torch joins the paths of merged ops with ";"
@@ -481,8 +523,6 @@ def test_gate_without_quantized_artifacts_is_one_line(tmp_path, capsys):
     ("w/ResnetBlock2D_0/torch.nn.modules.conv.Conv2d_conv1;2", False),
 ])
 def test_a_tflite_float_rule_covers_the_ops_a_module_owns(name, owned):
-    import re
-
     from f2i_mobile.calibration.quant_tflite import own_ops
 
     assert bool(re.search(own_ops("StatNorm"), name)) is owned
