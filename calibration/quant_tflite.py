@@ -36,11 +36,8 @@ around it. What stays in float is found by the module names litert-torch gives t
   ADDs of each layer and of the embeddings): a ViT's residual stream carries a few channels far
   larger than the rest, so one int8 scale per tensor rounds the others away. Measured on the
   bundled model's tokens against float: w8a8 43.9 -> 52.1 dB, w8a16 46.2 -> 57.2 dB;
-  its linears and attention stay integer.
-A rule names a module class and covers the ops that module owns (`own_ops`: the last part of
-one of the op's paths), not its children's; convolutions and linears stay integer whatever their
-name, since litert-torch's merged names can join a linear's path to a float module's.
-- in the decoder at w8a8, the last up block (the full-resolution one) and the layers after it,
+  its linears and attention stay integer;
+- in the decoder at w8a8, the last up block (the full-resolution one) and the output head,
   except their convolutions: its residual stream, normalizations and SiLUs. The decoder's
   residual stream widens block by block (on the bundled model from +-11 after the mid block to
   -73..51 after the last up block) while each channel's own spread stays a few units: a few
@@ -49,6 +46,9 @@ name, since litert-torch's merged names can join a linear's path to a float modu
   1 -> 6, LiteRT time per tile +24 %. All blocks so (only the convolutions integer, as
   ExecuTorch's and ONNX Runtime's recipes here): 43.0 dB but 20 partitions; the norm affines
   alone: 39.0 dB.
+A rule names a module class and covers the ops that module owns (`own_ops`: the last part of
+one of the op's paths), not its children's; convolutions and linears stay integer whatever their
+name, since litert-torch's merged names can join a linear's path to a float module's.
 Before statistics were inputs, every GroupNorm's MEAN/RSQRT decomposition had to stay float
 inside the tile graphs (rounding it cost the decoder 7 to 16 dB), splitting them into many
 integer partitions (`integer_partitions` counts them).
