@@ -25,6 +25,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*register_constant.*")
+    # ai_edge_quantizer calibrates through an interpreter that keeps every tensor, on purpose
+    warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
 
 
 # Lines native libraries print straight to the process's stderr, bypassing Python's logging:
