@@ -46,6 +46,10 @@ def add_parser(sub) -> None:
                    help="faithdiff: alignment module transformer layers (default 1)")
     p.add_argument("--align-features", choices=("penultimate", "last"), default=None,
                    help="faithdiff: the LQ encoder's features (default penultimate)")
+    p.add_argument("--latent-weight", type=float, default=None,
+                   help="sr: weight of the MSE between the one-step latent and the frozen VAE "
+                        "encoder's latent of the HR crop (default 0; holds a fine-tuned U-Net "
+                        "to the latents the decoder knows)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--dinov2", default=None, help="local HF folder with real DINOv2 weights")
     p.add_argument("--vae", default=None, help="local HF folder with real VAE weights")
@@ -63,7 +67,9 @@ def run(args) -> int:
         max_steps=args.max_steps, batch=args.batch, crop=args.crop, learning_rate=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
         mixed_precision=args.mixed_precision, method=args.method, align_steps=args.align_steps,
-        lora_rank=args.lora_rank)
+        lora_rank=args.lora_rank, latent_weight=args.latent_weight)
+    if cfg.latent_weight and cfg.stage != "sr":
+        raise F2IError(f"--latent-weight belongs to the sr stage, not {cfg.stage}")
     align = {k: v for k, v in (("width", args.align_width), ("convs", args.align_convs),
                                ("blocks", args.align_blocks), ("features", args.align_features))
              if v is not None}

@@ -31,8 +31,12 @@ def quiet_libraries() -> None:
 
 # Lines native libraries print straight to the process's stderr, bypassing Python's logging:
 # the cpuinfo library (inside torch, ExecuTorch's threadpool, ONNX Runtime and LiteRT) reports
-# every /sys file it cannot read, once per library, on machines and containers that hide them.
-NATIVE_NOISE = (b"Error in cpuinfo", b"Warning in cpuinfo")
+# every /sys file it cannot read, once per library, on machines and containers that hide them;
+# ExecuTorch's threadpool reads CPU model files the same way; TensorFlow (under the LiteRT
+# converter and quantizer) logs through absl before anyone set absl's level, which ignores
+# TF_CPP_MIN_LOG_LEVEL: its info lines start "I0000 00:00:".
+NATIVE_NOISE = (b"Error in cpuinfo", b"Warning in cpuinfo", b"[cpuinfo_utils.cpp:",
+                b"WARNING: All log messages before absl::InitializeLog()", b"I0000 00:00:")
 
 
 @contextlib.contextmanager

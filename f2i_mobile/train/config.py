@@ -85,6 +85,11 @@ class TrainConfig:
     color_weight: float = 1.0
     vsd_weight: float = 0.01
     vsd_cfg: float = 7.5
+    # sr: MSE of the one-step latent (scaled) to the frozen VAE encoder's latent of the HR crop.
+    # Off by default, as in OSEDiff. A U-Net fine-tuned whole (faithdiff) drifts out of the
+    # latents its frozen decoder knows without it (the paper trains on a latent-space diffusion
+    # loss), and an 8-bit decoder loses the range it spends (docs/export.md).
+    latent_weight: float = 0.0
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     data: DataConfig = field(default_factory=DataConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -105,6 +110,8 @@ class TrainConfig:
             raise F2IError(f"--method {self.method} is a way to train the sr stage, not {self.stage}")
         if self.method == DEFAULT_METHOD and (self.align_steps or self.lora_rank):
             raise F2IError("--align-steps and --lora-rank belong to --method faithdiff")
+        if self.latent_weight < 0:
+            raise F2IError("--latent-weight must not be negative")
         if self.align_steps < 0 or self.lora_rank < 0:
             raise F2IError("--align-steps and --lora-rank must not be negative")
         for name in ("max_steps", "batch", "crop", "checkpoint_every", "keep_checkpoints"):

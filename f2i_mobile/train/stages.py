@@ -42,6 +42,7 @@ from f2i_mobile.models.lora import (
     unet_lora_config,
     vae_encoder_lora_config,
 )
+from f2i_mobile.models.sr import LatentEncoder
 from f2i_mobile.train.config import TrainConfig
 
 
@@ -185,6 +186,9 @@ class SRStage(Stage):
                            "stage's output), not one with SR adapters or an alignment module; "
                            "use --resume to continue")
         fake_unet = copy.deepcopy(model.unet)
+        # the target of the latent term: the encoder as the decoder knows it, before it trains
+        self.hr_encoder = copy.deepcopy(LatentEncoder(nn.Identity(), model.vae)).requires_grad_(
+            False) if cfg.latent_weight else None
         self.make_generator(model)
         add_lora(fake_unet, unet_lora_config(c.lora.rank, c.lora.alpha, c.lora.unet_targets))
         for p in lora_parameters(fake_unet):
@@ -224,8 +228,15 @@ class SRStage(Stage):
         self.critic_inputs = (z.detach(), tokens)
         loss = cfg.pixel_weight * pixel + cfg.color_weight * color \
             + cfg.perceptual_weight * perceptual + cfg.vsd_weight * vsd
-        return loss, {"pixel": pixel.item(), "color": color.item(), "perc": perceptual.item(),
-                      "vsd": vsd.item()}
+        terms = {"pixel": pixel.item(), "color": color.item(), "perc": perceptual.item(),
+                 "vsd": vsd.item()}
+        if self.hr_encoder is not None:
+            with torch.no_grad():
+                target = self.hr_encoder(hr) * m.config.vae.scaling_factor
+            latent = F.mse_loss(z, target)
+            loss = loss + cfg.latent_weight * latent
+            terms["latent"] = latent.item()
+        return loss, terms
 
     def vsd_draw(self, z: torch.Tensor, gen: torch.Generator):
         """VSD's timestep (OSEDiff's 20 .. 980 of 1000) and noise."""

@@ -8,13 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from f2i_mobile.core.contract import FEATURES
 from f2i_mobile.models import build_model, from_pretrained, preset, save_pretrained
 from f2i_mobile.models.align import AlignmentModule, aligned
 from f2i_mobile.models.config import AlignConfig
+from f2i_mobile.models.sr import LatentEncoder
 from f2i_mobile.train.config import default_train_config
 from f2i_mobile.train.run import run_stage
+from f2i_mobile.train.stages import build_stage
 
 
 def faithdiff_config(**align):
@@ -97,6 +100,38 @@ def test_faithdiff_phase2_trains_encoder_alignment_and_unet_not_the_decoder(tmp_
                                                                  for k in moved)
     assert not any(k.startswith(("vae.decoder", "vae.post_quant_conv", "conditioner."))
                    for k in moved), moved
+
+
+def test_faithdiff_latent_weight_holds_the_latent_to_the_frozen_encoders(foundation):
+    """`latent_weight`: the MSE of the one-step latent to the latent the foundation's own
+    encoder gives the HR crop; that encoder is a frozen copy, so the term's target stays put
+    while the LQ encoder trains."""
+    cfg = default_train_config("sr").replace(
+        method="faithdiff", latent_weight=1.0, pixel_weight=0.0, perceptual_weight=0.0,
+        color_weight=0.0, vsd_weight=0.0)
+    model = from_pretrained(foundation)
+    stage = build_stage(model, cfg)
+    torch.manual_seed(0)
+    hr = torch.rand(1, 3, 32, 32)
+    batch = {"hr": hr, "lr": F.avg_pool2d(hr, model.config.scale), "caption": ["x"]}
+    loss, terms = stage(batch, torch.Generator().manual_seed(0))
+    base = from_pretrained(foundation)
+    with torch.no_grad():
+        target = LatentEncoder(torch.nn.Identity(), base.vae)(hr) * base.config.vae.scaling_factor
+        z = model.denoise(batch["lr"], model.condition(batch["lr"])) \
+            * model.config.vae.scaling_factor
+    assert loss.item() == pytest.approx(F.mse_loss(z, target).item(), rel=1e-5)
+    assert terms["latent"] == pytest.approx(loss.item())
+    loss.backward()
+    assert model.vae.encoder.conv_in.weight.grad is not None  # the LQ encoder trains ...
+    assert all(p.grad is None and not p.requires_grad for p in stage.hr_encoder.parameters())
+    with torch.no_grad():  # ... and the target's encoder is not the model's
+        model.vae.encoder.conv_in.weight.add_(1.0)
+    assert torch.equal(stage.hr_encoder(hr) * model.config.vae.scaling_factor, target)
+    # Off (the default): no frozen copy, no term.
+    plain = build_stage(from_pretrained(foundation), cfg.replace(latent_weight=0.0))
+    assert plain.hr_encoder is None
+    assert "latent" not in plain(batch, torch.Generator().manual_seed(0))[1]
 
 
 def test_faithdiff_lora_rank_puts_adapters_on_every_layer(tmp_path, foundation):
