@@ -218,8 +218,8 @@ def test_faithdiff_encoder_graph_exports_the_lq_features_to_onnx(tmp_path):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # tile 16 cannot overlap the tiny model's field
 def test_faithdiff_trained_checkpoint_exports_to_onnx_with_parity_and_tiled_upscale(
         tmp_path, foundation):
-    """`train sr --method faithdiff` -> export -> parity -> a tiled upscale through ONNX Runtime
-    that agrees with the torch model's."""
+    """`train sr --method faithdiff` -> export -> parity -> the host bench -> a tiled upscale
+    through ONNX Runtime that agrees with the torch model's."""
     from f2i_mobile.cli import main
     from f2i_mobile.core.image import Photo
     from f2i_mobile.export.parity import check_all
@@ -234,6 +234,13 @@ def test_faithdiff_trained_checkpoint_exports_to_onnx_with_parity_and_tiled_upsc
                  str(tmp_path / "export"), "--backends", "onnx"]) == 0
     report = check_all(model, tmp_path / "export")
     assert report.checks and all(c.status == "pass" for c in report.checks), report.table()
+    # the host bench feeds the U-Net graph its extra input and times every graph
+    assert main(["bench", "--artifacts", str(tmp_path / "export"), "--host", "--runs", "1",
+                 "--warmup", "0", "--json", str(tmp_path / "bench.json")]) == 0
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert not bench["failures"]
+    assert {r["graph"] for r in bench["results"]} >= {"encoder", "unet", "decoder"}
+    assert bench["end_to_end"]
     rgb = np.random.default_rng(0).random((32, 40, 3), dtype=np.float32)
     outs = {}
     for backend in ("torch", "onnx"):
