@@ -68,8 +68,6 @@ def run(args) -> int:
         seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
         mixed_precision=args.mixed_precision, method=args.method, align_steps=args.align_steps,
         lora_rank=args.lora_rank, latent_weight=args.latent_weight)
-    if cfg.latent_weight and cfg.stage != "sr":
-        raise F2IError(f"--latent-weight belongs to the sr stage, not {cfg.stage}")
     align = {k: v for k, v in (("width", args.align_width), ("convs", args.align_convs),
                                ("blocks", args.align_blocks), ("features", args.align_features))
              if v is not None}

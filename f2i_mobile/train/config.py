@@ -112,6 +112,8 @@ class TrainConfig:
             raise F2IError("--align-steps and --lora-rank belong to --method faithdiff")
         if self.latent_weight < 0:
             raise F2IError("--latent-weight must not be negative")
+        if self.latent_weight and self.stage != "sr":
+            raise F2IError(f"--latent-weight belongs to the sr stage, not {self.stage}")
         if self.align_steps < 0 or self.lora_rank < 0:
             raise F2IError("--align-steps and --lora-rank must not be negative")
         for name in ("max_steps", "batch", "crop", "checkpoint_every", "keep_checkpoints"):

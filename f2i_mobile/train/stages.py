@@ -7,7 +7,8 @@ accelerate can wrap it whole (DDP sees exactly the parameters the stage trains).
          the samples so that it also learns the unconditional score that guidance needs; the
          conditioner trains with it unless it holds real DINOv2 weights
     sr   the one-step network: LoRA on the U-Net and VAE encoder; pixel + perceptual +
-         low-pass colour + VSD; its `critic` (the fake score) trains with its own optimizer.
+         low-pass colour + VSD (+ the latent term when `latent_weight` is set); its `critic`
+         (the fake score) trains with its own optimizer.
          With `--method faithdiff` (`FaithDiffStage`), the same losses train FaithDiff's form:
          the alignment module alone first, then LQ encoder, alignment module and U-Net jointly
 

@@ -132,6 +132,12 @@ def test_faithdiff_latent_weight_holds_the_latent_to_the_frozen_encoders(foundat
     plain = build_stage(from_pretrained(foundation), cfg.replace(latent_weight=0.0))
     assert plain.hr_encoder is None
     assert "latent" not in plain(batch, torch.Generator().manual_seed(0))[1]
+    from f2i_mobile.core.errors import F2IError
+
+    with pytest.raises(F2IError, match="sr stage"):
+        default_train_config("fm").replace(latent_weight=1.0)
+    with pytest.raises(F2IError, match="negative"):
+        cfg.replace(latent_weight=-1.0)
 
 
 def test_faithdiff_lora_rank_puts_adapters_on_every_layer(tmp_path, foundation):
