@@ -75,19 +75,6 @@ def parse_getprop(text: str) -> dict[str, str]:
     return props
 
 
-def parse_cpuinfo(text: str) -> tuple[int, str]:
-    """/proc/cpuinfo: (number of `processor` entries, the hardware or CPU model name)."""
-    cores, name = 0, ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "processor":
-            cores += 1
-        elif key in ("Hardware", "model name") and not name:
-            name = value
-    return cores, name
-
-
 def parse_meminfo(text: str) -> int | None:
     """/proc/meminfo: MemTotal in bytes."""
     m = re.search(r"^MemTotal:\s+(\d+) kB", text, re.MULTILINE)

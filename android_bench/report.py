@@ -179,7 +179,8 @@ def format_report(r: BenchReport) -> str:
     ram = f"{d['ram_bytes'] / 2**30:.1f} GiB" if d.get("ram_bytes") else "? GiB"
     big = d.get("big_cores") or []
     lines = [f"device   {d.get('label', '?')}: {d.get('soc', '')}, {d.get('os', '')}, "
-             f"{d.get('abi', '')}, {d.get('cores', '?')} cores, {ram}",
+             f"{d.get('abi', '')}, {d.get('cores', '?')} cores, {ram}"
+             + (f"; {' '.join(d['cpu_features'])}" if d.get("cpu_features") else ""),
              f"settings {r.settings.get('warmup')} warm-up + {r.settings.get('runs')} timed runs"
              + (f", pinned to cores {big} (mask {r.settings.get('cpu_mask')})"
                 if r.settings.get("pin_big_cores") else ", not pinned"),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from android_bench import formats
 from android_bench.formats import Thermal
+from f2i_mobile.core.cpu import parse_cpuinfo, this_cpu
 from f2i_mobile.core.errors import F2IError
 
 SHELL_TIMEOUT_S = 120
@@ -54,6 +55,7 @@ class DeviceInfo:
     ram_bytes: int | None
     cpu_max_khz: dict[int, int] = field(default_factory=dict)
     big_cores: list[int] = field(default_factory=list)
+    cpu_features: list[str] = field(default_factory=list)  # core.cpu.FEATURES it has
     thermal: dict | None = None
 
     @property
@@ -204,7 +206,7 @@ class AdbTransport(Transport):
     def _read_device(self, dev: formats.AdbDevice) -> DeviceInfo:
         step = "read the device"
         props = formats.parse_getprop(self.must("getprop", step))
-        cores, _ = formats.parse_cpuinfo(self.must("cat /proc/cpuinfo", step))
+        cpu = parse_cpuinfo(self.must("cat /proc/cpuinfo", step))
         ram = formats.parse_meminfo(self.must("cat /proc/meminfo", step))
         freq = formats.parse_cpufreq(self.shell(
             "grep -H . /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq", step).out)
@@ -216,8 +218,8 @@ class AdbTransport(Transport):
             kind="android", serial=self.serial, model=model or dev.attrs.get("model", ""),
             soc=soc, os=f"Android {props.get('ro.build.version.release', '?')} "
                         f"(API {props.get('ro.build.version.sdk', '?')})",
-            abi=props.get("ro.product.cpu.abi", ""), cores=cores, ram_bytes=ram,
-            cpu_max_khz=freq, big_cores=formats.big_cores(freq))
+            abi=props.get("ro.product.cpu.abi", ""), cores=cpu.cores, ram_bytes=ram,
+            cpu_max_khz=freq, big_cores=formats.big_cores(freq), cpu_features=list(cpu.features))
         self.info = info
         info.thermal = self.thermal().to_dict()
         return info
@@ -281,19 +283,18 @@ class HostTransport(Transport):
     kind = "host"
 
     def open(self) -> DeviceInfo:
-        cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        cpu = this_cpu()
         meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
-        cores, name = formats.parse_cpuinfo(cpuinfo)
         freq = {}
         for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
             freq[int(p.parent.parent.name[3:])] = int(p.read_text())
         usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         big = [c for c in formats.big_cores(freq) if c in usable] if freq else usable
         self.info = DeviceInfo(
-            kind="host", serial="host", model=platform.node(), soc=name or platform.processor(),
+            kind="host", serial="host", model=platform.node(), soc=cpu.name or platform.processor(),
             os=f"{platform.system()} {platform.release()}", abi=platform.machine(),
-            cores=cores or os.cpu_count() or 0, ram_bytes=formats.parse_meminfo(meminfo),
-            cpu_max_khz=freq, big_cores=big)
+            cores=cpu.cores or os.cpu_count() or 0, ram_bytes=formats.parse_meminfo(meminfo),
+            cpu_max_khz=freq, big_cores=big, cpu_features=list(cpu.features))
         self.info.thermal = self.thermal().to_dict()
         return self.info
 

@@ -10,14 +10,18 @@ pair sums saturate. Measured on the bundled model's w8a8 graphs against float: c
 dB fused vs 53.9 dB unfused, encoder 42.0 vs 48.0. A phone's int8 kernels (Arm dot products,
 32-bit sums) and NPUs do not saturate, so the unfused graph, dequantize then the float op, gives
 the numbers the phone gives; only its speed is not the int8 kernels' (the runner's `notes` say
-so, and the host bench records them)."""
+so, to `upscale`'s user and in the host bench's records). On such a CPU int8 does not pay in
+ONNX Runtime either way: on a 2-core AVX2 EPYC (Zen 1) the bundled graphs at tile 224 ran
+unfused 1.37x (decoder), 1.0x (U-Net) and 1.67x (encoder) slower than fp32, and fused with 7-bit
+weights (`reduce_range`, exact there) 1.12x slower, 1.09x faster and 1.13x slower
+(docs/quantization.md)."""
 
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
+from f2i_mobile.core.cpu import CPUINFO, int8_sums_exact, this_cpu
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.runners.artifact_runner import ArtifactRunner
 
@@ -29,8 +33,9 @@ class ONNXRunner(ArtifactRunner):
         super().__init__(*args, **kwargs)
         self.quantized = self.precision != "fp32"
         if runs_unfused(self.quantized):
-            self.notes = ("int8 QDQ graphs run unfused (dequantize, float op): this x86 CPU's "
-                          "int8 kernels saturate without VNNI; numbers exact, speed not int8's",)
+            self.notes = ("int8 QDQ graphs run unfused (dequantize, float op): this x86 CPU "
+                          "has no VNNI, where int8 kernels saturate; exact numbers, at fp32's "
+                          "speed or slower (fp32 is the faster choice here)",)
 
     def load(self, path):
         return open_session(path, self.quantized)
@@ -68,17 +73,11 @@ def runs_unfused(quantized: bool) -> bool:
     return quantized and not int8_kernels_exact()
 
 
-def int8_kernels_exact(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether ONNX Runtime's fused int8 kernels on this CPU sum without saturating: any CPU but
-    x86-64, or x86-64 with VNNI (32-bit dot products). An x86 CPU whose flags cannot be read
-    counts as saturating: unfused is slower but never wrong."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return True
-    try:
-        flags = cpuinfo.read_text().split()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+def int8_kernels_exact(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether ONNX Runtime's fused int8 kernels on this CPU sum without saturating
+    (`core.cpu.int8_sums_exact`). An x86 CPU whose flags cannot be read counts as saturating:
+    unfused is slower but never wrong."""
+    return int8_sums_exact(this_cpu(cpuinfo))
 
 
 RUNNER = ONNXRunner

@@ -90,6 +90,7 @@ def test_bench_over_adb(phone):
     assert dev["model"] == "Google Pixel 7" and dev["soc"] == "Google GS201"
     assert dev["abi"] == "arm64-v8a" and dev["cores"] == 8 and dev["big_cores"] == [4, 5, 6, 7]
     assert dev["os"] == "Android 14 (API 34)" and dev["thermal"]["name"] == "none"
+    assert dev["cpu_features"] == ["asimd", "asimdhp", "asimddp"]  # the dot products int8 uses
     assert [(r.backend, r.graph) for r in report.results] == (
         [("executorch", g) for g in GRAPHS] + [("tflite", g) for g in GRAPHS])
     et, tfl = report.results[0], report.results[len(GRAPHS)]

@@ -14,6 +14,7 @@ from android_bench import formats
 from android_bench.compare import compare, format_comparison
 from android_bench.report import BenchReport, EndToEnd, GraphResult, format_report, set_speedups
 from android_bench.stats import Summary, compare_summaries
+from f2i_mobile.core.cpu import parse_cpuinfo
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -44,7 +45,8 @@ def test_device_properties():
     props = formats.parse_getprop(fixture("getprop.txt"))
     assert props["ro.product.model"] == "Pixel 7"
     assert props["ro.product.cpu.abilist32"] == ""
-    assert formats.parse_cpuinfo(fixture("proc_cpuinfo.txt"))[0] == 8
+    cpu = parse_cpuinfo(fixture("proc_cpuinfo.txt"))
+    assert cpu.cores == 8 and "asimddp" in cpu.features and "avx2" not in cpu.features
     assert formats.parse_meminfo(fixture("proc_meminfo.txt")) == 7869428 * 1024
     freq = formats.parse_cpufreq(fixture("cpufreq_max.txt"))
     assert freq[0] == 1803000 and freq[7] == 2850000

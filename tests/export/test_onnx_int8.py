@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from f2i_mobile.runners import onnx_runner
+from f2i_mobile.core import cpu
 from f2i_mobile.runners.onnx_runner import int8_kernels_exact, open_session
 
 CHANNELS = 64
@@ -55,7 +55,7 @@ def test_a_quantized_session_gives_the_qdq_numbers_on_this_cpu(tmp_path):
 ])
 def test_int8_kernels_count_as_exact_only_where_they_cannot_saturate(
         tmp_path, monkeypatch, machine, flags, exact):
-    monkeypatch.setattr(onnx_runner.platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
     cpuinfo = tmp_path / "cpuinfo"
     if flags is not None:
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
