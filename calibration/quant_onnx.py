@@ -40,8 +40,10 @@ OPS = ("Conv", "MatMul", "Gemm")
 
 
 def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names: list[str],
-             path: Path) -> dict:
-    """Quantize the float .onnx (export/onnx.py) at `float_path` into `path`."""
+             path: Path, **options) -> dict:
+    """Quantize the float .onnx (export/onnx.py) at `float_path` into `path`. `options` replace
+    quantize_static's arguments below (benchmarks/onnx_int8.py tries 7-bit and uint8 weights
+    for CPUs without VNNI)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -62,15 +64,17 @@ def quantize(float_path: Path, inputs: Sequence[tuple[torch.Tensor, ...]], names
         # graph optimization here left stale GroupNorm shapes that the QDQ session rejects)
         quant_pre_process(str(float_path), str(pre), skip_optimization=True,
                           skip_symbolic_shape=True)
-        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=list(OPS),
-                        extra_options={"CalibMovingAverage": True})
+        settings = {"quant_format": QuantFormat.QDQ, "per_channel": True,
+                    "activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8,
+                    "op_types_to_quantize": list(OPS),
+                    "extra_options": {"CalibMovingAverage": True}, **options}
+        quantize_static(str(pre), str(path), Reader(), **settings)
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "calibration": "minmax, moving average over the tiles",
             "activations": "uint8, asymmetric, per tensor",
             "weights": "int8, symmetric, per channel",
-            "quantized_ops": list(OPS)}
+            "quantized_ops": list(OPS), **({"options": {k: str(v) for k, v in options.items()}}
+                                           if options else {})}
 
 
 def perturb_scale(path: Path, factor: float) -> str:

@@ -158,7 +158,8 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
         options, notes = options.resolve(model_path, options)
         options.check()
     engine = _open_engine(model_path, options, model)
-    engine.notes = notes
+    # what the runtime says of itself (int8 run unfused on this CPU, say) reaches the user too
+    engine.notes = notes + [f"note: {n}" for n in engine.runner.notes]
     return engine
 
 

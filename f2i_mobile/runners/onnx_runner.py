@@ -12,9 +12,9 @@ dB fused vs 53.9 dB unfused, encoder 42.0 vs 48.0. A phone's int8 kernels (Arm d
 the numbers the phone gives; only its speed is not the int8 kernels' (the runner's `notes` say
 so, to `upscale`'s user and in the host bench's records). On such a CPU int8 does not pay in
 ONNX Runtime either way: on a 2-core AVX2 EPYC (Zen 1) the bundled graphs at tile 224 ran
-unfused 1.37x (decoder), 1.0x (U-Net) and 1.67x (encoder) slower than fp32, and fused with 7-bit
-weights (`reduce_range`, exact there) 1.12x slower, 1.09x faster and 1.13x slower
-(docs/quantization.md)."""
+unfused at 0.68x (encoder), 0.88x (U-Net) and 0.55x (decoder) of fp32's speed, and fused with
+7-bit weights (`reduce_range`, exact there) at 0.94x, 1.06x and 0.83x
+(benchmarks/onnx_int8.py, docs/quantization.md)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from f2i_mobile.core.contract import AUTO_TILE, GRAPHS
 from f2i_mobile.core.fidelity import psnr
 from f2i_mobile.core.manifest import Manifest
 from f2i_mobile.export.cache import cache_folder, default_options, failure_file, resolve
+from f2i_mobile.runners.onnx_runner import runs_unfused
 
 BUILDING = "building the ONNX graphs for tiny once"
 
@@ -179,6 +180,9 @@ def test_w8a8_on_the_default_path_is_built_once_and_kept_only_past_the_gate(
     first = pixels(out)
     code, _, err = upscale(args, capsys)
     assert code == 0 and "building" not in err and np.array_equal(pixels(out), first)
+    # where this CPU's int8 kernels would saturate (x86 without VNNI) the user is told they ran
+    # unfused, at float speed, and nowhere else
+    assert ("note: int8 QDQ graphs run unfused" in err) == runs_unfused(True), err
     # int8, not the fp32 graphs, and the same picture (the untrained tiny model's int8 error is
     # large: 21 dB here; the gate above is what holds a real model to its target)
     assert not np.array_equal(first, pixels(fp32)) and psnr(first, pixels(fp32), 255.0) > 15
