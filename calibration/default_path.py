@@ -27,7 +27,7 @@ from f2i_mobile.upscale import UpscaleOptions
 
 SCHEME = "w8a8"
 GATE_TILES = 2  # held-out check tiles the build's gate runs on (the docs' table uses 2 as well)
-BUILD_TIME = ("about 3 min at tile 128, 6 at 224, on 2 CPU cores for the bundled model: "
+BUILD_TIME = ("3 to 20 min on 2 CPU cores for the bundled model, by CPU and tile: "
               "calibration, quantization, gate")
 
 

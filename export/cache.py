@@ -58,7 +58,7 @@ PREFERENCE = ("onnx", "executorch", "tflite")
 # What the export needs besides torch, and what runs its graphs.
 BUILD_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 VERSIONED = ("f2i-mobile", "torch", "onnx", "onnxscript")
-BUILD_TIME = "1 to 2 min on 2 CPU cores for the bundled model"
+BUILD_TIME = "1 to 5 min on 2 CPU cores for the bundled model, by CPU"
 
 
 class BuildFailed(Exception):
