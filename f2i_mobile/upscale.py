@@ -45,6 +45,7 @@ from f2i_mobile.core.imaging import resize
 from f2i_mobile.core.manifest import Manifest
 from f2i_mobile.core.memory import resident_bytes, return_freed_memory
 from f2i_mobile.core.planner import (
+    MAX_BATCH,
     GraphCost,
     ReceptiveField,
     Schedule,
@@ -59,6 +60,10 @@ from f2i_mobile.runners.base import GraphRunner
 from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.scheduler import TileScheduler
 from f2i_mobile.tiling.writer import STREAMED
+
+# Tiles per graph call on a GPU when --batch is not given: enough to fill an H200 with the eff
+# preset's 512 px output tiles (benchmarks/gpu.py measures 1 to 32).
+GPU_BATCH = 16
 
 
 class SeamWarning(UserWarning):
@@ -79,6 +84,9 @@ class UpscaleOptions:
     backend: str = TORCH  # torch, an exported backend (with `artifacts`), or auto (`resolve`)
     artifacts: str | None = None  # export folder (backends other than torch)
     precision: str = "fp32"
+    # Where the torch model runs: cpu, or cuda (bf16, channels_last, SDPA; `runners.torch_runner`)
+    device: str = "cpu"
+    compile: bool = False  # torch.compile each graph at one batch (pays off over many photos)
     progress: bool = False
     # U-Net calls per tile: 1 is the one step the graphs run everywhere; more samples through a
     # diffusers scheduler, on the torch backend only (`models.sr.MultiStepDenoiser`).
@@ -103,6 +111,9 @@ class UpscaleOptions:
         if self.steps > 1 and self.backend not in (TORCH, AUTO):
             raise F2IError(f"--steps {self.steps} runs on --backend torch only: exported graphs "
                            "are the one step a phone runs")
+        if self.device != "cpu" and self.backend not in (TORCH, AUTO):
+            raise F2IError(f"--device {self.device} runs the torch model; --backend "
+                           f"{self.backend} runs on the CPU")
         if self.color_scope not in ("tile", "image"):
             raise F2IError(f"--color-scope must be tile or image, not {self.color_scope!r}")
 
@@ -122,6 +133,7 @@ class Engine:
     steps: int = 1  # U-Net calls per tile (torch only)
     manifest: Manifest | None = None  # the export's, when the runner runs its artifacts
     notes: list[str] = field(default_factory=list)  # why this runtime (backend auto)
+    max_batch: int = MAX_BATCH  # the largest batch the schedule picks on its own
 
     @property
     def weights_resident(self) -> bool:
@@ -154,6 +166,8 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
         options = replace(options, backend=TORCH)
         notes.append(f"note: --steps {options.steps} runs the torch model (exported graphs are "
                      "one step)")
+    if options.backend == AUTO and options.device != "cpu":
+        options = replace(options, backend=TORCH)  # a GPU runs the torch model, not exports
     if options.backend == AUTO:
         options, notes = options.resolve(model_path, options)
         options.check()
@@ -166,15 +180,21 @@ def open_engine(model_path: str | Path | None, options: UpscaleOptions, model=No
 def _open_engine(model_path: str | Path | None, options: UpscaleOptions, model) -> Engine:
     if options.backend == TORCH:
         from f2i_mobile.models.checkpoint import load_model, lr_multiple
-        from f2i_mobile.runners.torch_runner import TorchRunner
+        from f2i_mobile.runners.torch_runner import TorchRunner, check_device
 
+        device = check_device(options.device)
         model = model if model is not None else load_model(model_path)
+        model = model.to(device)  # the receptive field and costs are measured there too, in fp32
         tile, multiple = options.tile or model.config.tile, lr_multiple(model.config)
         if tile % multiple:
             raise F2IError(f"--tile {tile} must be a multiple of {multiple} LR px for this model")
-        return Engine(TorchRunner.of_model(model, tile, options.steps), model.config.scale,
+        precision = "bf16" if device.type == "cuda" else "fp32"
+        max_batch = GPU_BATCH if device.type == "cuda" else MAX_BATCH
+        compile = (options.batch or max_batch) if options.compile else 0
+        runner = TorchRunner.of_model(model, tile, options.steps, precision, compile)
+        return Engine(runner, model.config.scale,
                       tile, multiple, model.metadata.get("origin", ""), model=model,
-                      steps=options.steps)
+                      steps=options.steps, max_batch=max_batch)
     if options.artifacts is None:
         raise F2IError(f"--backend {options.backend} needs --artifacts (an export folder)")
     from f2i_mobile.runners import open_runner
@@ -235,7 +255,8 @@ def plan_job(engine: Engine, photo: Photo, output: str | Path | None, options: U
             f"expect visible seams"), stacklevel=2)
     schedule = choose_schedule(
         plan, options.memory_budget, order=options.order, batch=options.batch,
-        fixed_batch=engine.runner.batch_size("unet"), base_bytes=resident_bytes(),
+        fixed_batch=engine.runner.batch_size("unet"), max_batch=engine.max_batch,
+        base_bytes=resident_bytes(),
         out_channels=photo.channels, whole_output=whole,
         weights_resident=engine.weights_resident)
     return Job(plan, schedule, out_size, whole, notes)

@@ -39,7 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--workers", type=int, default=None, help="data loader processes")
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
+    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=None,
+                   help="autocast precision (default: auto, bf16 on a CUDA GPU, none on a CPU)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the U-Net on a GPU (a minute or two at the start)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -54,7 +57,7 @@ def run(args) -> int:
     cfg = default_train_config("distill").replace(
         max_steps=args.max_steps, batch=args.batch, crop=args.crop, learning_rate=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
-        mixed_precision=args.mixed_precision)
+        mixed_precision=args.mixed_precision, compile=args.compile)
     changes = {"lite_steps": args.lite_steps, "anneal_steps": args.anneal_steps,
                "anneal_start": args.anneal_start, "feature_weight": args.feature_weight}
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -29,7 +29,10 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="data loader processes")
     p.add_argument("--p-bicubic", type=float, default=None,
                    help="share of clean bicubic LR among Real-ESRGAN-degraded LR (sr stage)")
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
+    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=None,
+                   help="autocast precision (default: auto, bf16 on a CUDA GPU, none on a CPU)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the U-Net on a GPU (a minute or two at the start)")
     p.add_argument("--method", choices=("osediff", "faithdiff"), default=None,
                    help="how the sr stage trains: osediff (default; LoRA on the VAE encoder and "
                         "U-Net) or faithdiff (alignment module, then joint fine-tuning)")
@@ -66,8 +69,8 @@ def run(args) -> int:
     cfg = default_train_config(args.stage).replace(
         max_steps=args.max_steps, batch=args.batch, crop=args.crop, learning_rate=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
-        mixed_precision=args.mixed_precision, method=args.method, align_steps=args.align_steps,
-        lora_rank=args.lora_rank, latent_weight=args.latent_weight)
+        mixed_precision=args.mixed_precision, compile=args.compile, method=args.method,
+        align_steps=args.align_steps, lora_rank=args.lora_rank, latent_weight=args.latent_weight)
     align = {k: v for k, v in (("width", args.align_width), ("convs", args.align_convs),
                                ("blocks", args.align_blocks), ("features", args.align_features))
              if v is not None}

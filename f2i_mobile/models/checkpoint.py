@@ -111,7 +111,8 @@ def from_pretrained(folder: str | Path) -> F2IDiffSR:
     config, metadata = read_header(folder)
     model = build_model(config, lora=False)
     model.metadata = metadata
-    model.conditioner.load_state_dict(_load_weights(folder / "conditioner" / "model.safetensors"))
+    _load_into(model.conditioner, _load_weights(folder / "conditioner" / "model.safetensors"),
+               folder / "conditioner")
     for name in ("vae", "unet"):
         load_base_state_dict(getattr(model, name), _load_weights(folder / name / DIFFUSERS_WEIGHTS))
     if (folder / "lora" / "unet").is_dir():
@@ -127,8 +128,13 @@ def from_pretrained(folder: str | Path) -> F2IDiffSR:
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
     own = set(module.state_dict())
     if own != set(state):
-        raise F2IError(f"{where}: weights do not fit the config's alignment module "
-                       f"({len(own - set(state))} missing, {len(set(state) - own)} unexpected)")
+        # a transformers release that names DINOv2's layers otherwise than the one that saved
+        # them (5.17 against 5.24) lands here too
+        import transformers
+
+        raise F2IError(f"{where}: weights do not fit the config's {where.name} module "
+                       f"({len(own - set(state))} missing, {len(set(state) - own)} unexpected; "
+                       f"transformers {transformers.__version__} here, f2i-mobile pins 5.24.0)")
     module.load_state_dict(state)
 
 

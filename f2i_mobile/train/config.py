@@ -70,7 +70,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     num_workers: int = 0
-    mixed_precision: str = "no"  # accelerate's: no, fp16, bf16
+    # accelerate's (no, fp16, bf16), or auto: bf16 on a CUDA GPU, no on a CPU (train.device)
+    mixed_precision: str = "auto"
+    compile: bool = False  # torch.compile the U-Net(s) on a GPU (train.device)
     # vae
     kl_weight: float = 1e-6
     # fm: the share of samples trained on null tokens (zeros), as Stable Diffusion drops its
@@ -110,6 +112,9 @@ class TrainConfig:
             raise F2IError(f"--method {self.method} is a way to train the sr stage, not {self.stage}")
         if self.method == DEFAULT_METHOD and (self.align_steps or self.lora_rank):
             raise F2IError("--align-steps and --lora-rank belong to --method faithdiff")
+        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise F2IError(f"--mixed-precision must be auto, no, fp16 or bf16, not "
+                           f"{self.mixed_precision!r}")
         if self.latent_weight < 0:
             raise F2IError("--latent-weight must not be negative")
         if self.latent_weight and self.stage != "sr":

@@ -34,6 +34,7 @@ from f2i_mobile.core.atomic import atomic_dir
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.samples import HRImage
 from f2i_mobile.models import F2IDiffSR, save_pretrained
+from f2i_mobile.train import device
 from f2i_mobile.train.config import TrainConfig
 from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation
@@ -56,12 +57,14 @@ def train(model: F2IDiffSR, cfg: TrainConfig, images: list[HRImage], out: str | 
     # heavy block once annealed away): DDP must be told, or it waits for their gradients.
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] \
         if cfg.stage == "distill" else []
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, kwargs_handlers=handlers)
+    accelerator = Accelerator(mixed_precision=device.mixed_precision(cfg),
+                              kwargs_handlers=handlers)
     torch.manual_seed(cfg.seed)
     stage = (build or build_stage)(model, cfg, frozen_conditioner).train()
     nets = {GENERATOR: stage} | ({CRITIC: stage.critic.train()} if stage.critic else {})
-    optimizers = {k: torch.optim.AdamW(net.trainable(), lr=cfg.learning_rate,
-                                       weight_decay=cfg.weight_decay) for k, net in nets.items()}
+    device.tune(nets.values(), accelerator.device, cfg)
+    optimizers = {k: device.optimizer(net.trainable(), cfg, accelerator.device)
+                  for k, net in nets.items()}
     schedules = {k: get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.warmup_steps)
                  for k, opt in optimizers.items()}
     ema = EMAModel(stage.ema_parameters(), decay=cfg.ema_decay) if cfg.ema_decay else None
