@@ -61,8 +61,8 @@ from f2i_mobile.tiling.colorfix import METHODS, color_fix
 from f2i_mobile.tiling.scheduler import TileScheduler
 from f2i_mobile.tiling.writer import STREAMED
 
-# Tiles per graph call on a GPU when --batch is not given: enough to fill an H200 with the eff
-# preset's 512 px output tiles (benchmarks/gpu.py measures 1 to 32).
+# Tiles per graph call on a GPU when --batch is not given: of 8, 16 and 32, 16 was fastest for
+# the eff preset's 512 px output tiles on an H200 (benchmarks/gpu.py, docs/gpu.md).
 GPU_BATCH = 16
 
 

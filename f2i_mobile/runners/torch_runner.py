@@ -1,11 +1,12 @@
 """Graphs as torch modules behind `GraphRunner`: the float reference (the model's own stages,
 LoRA merged) and any replacement of them (quantized or compressed graphs measured in torch).
 
-On a CUDA GPU (`device="cuda"`, `precision="bf16"`) the graphs run as a GPU wants them: bf16
-weights and activations (autocast keeps reductions and softmax in fp32), channels_last
-convolutions, and attention through `scaled_dot_product_attention` (flash attention), not the
-matmul-softmax-matmul that export needs (`models.graphs.explicit_attention`). Each graph call
-still takes and returns numpy float32 arrays: the tiler blends on the host.
+The graphs run where the model's weights are. With `precision="bf16"` (what `upscale --device
+cuda` picks) they run as a GPU wants them: bf16 weights and activations (autocast keeps
+reductions and softmax in fp32), channels_last convolutions, and attention through
+`scaled_dot_product_attention` (flash attention) rather than the matmul-softmax-matmul that
+export needs (`models.graphs.explicit_attention`). Each graph call still takes and returns numpy
+float32 arrays: the tiler blends on the host.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def check_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise F2IError(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}"
                        f"{', a CPU-only build' if torch.version.cuda is None else ''})")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise F2IError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                       f"GPU(s), numbered from 0")
     if dev.type not in ("cpu", "cuda"):
         raise F2IError(f"--device {device}: only cpu and cuda run the torch graphs")
     return dev
