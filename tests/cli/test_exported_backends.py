@@ -75,20 +75,26 @@ def _check_tiled_like_torch(out, checkpoint, photos, tmp_path, backend):
     assert border <= inside, (border, inside)
 
 
-def test_onnx_tiles_like_torch(onnx_export, tiny_checkpoint, photos, tmp_path):
+def _check_one_tile_like_torch(out, checkpoint, photos, tmp_path, backend):
+    ref = _upscale([str(photos["one_tile"]), "--model", str(checkpoint)], tmp_path / "t1.png")
+    got = _upscale([str(photos["one_tile"]), "--backend", backend, "--artifacts", str(out)],
+                   tmp_path / "b1.png")
+    assert ref.shape == got.shape == (64, 64, 3)
+    assert np.abs(ref - got).max() <= 2  # 8-bit rounding of float differences at ~1e-5
+
+
+def test_onnx_upscales_like_torch(onnx_export, tiny_checkpoint, photos, tmp_path):
+    """The default path's ONNX graphs (the `exported` fixture's, too): one tile and many."""
+    _check_one_tile_like_torch(onnx_export[0], tiny_checkpoint, photos, tmp_path, "onnx")
     _check_tiled_like_torch(onnx_export[0], tiny_checkpoint, photos, tmp_path, "onnx")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["executorch", "tflite", "onnx"])
+@pytest.mark.parametrize("backend", ["executorch", "tflite"])  # onnx: in the quick tier
 def test_upscale_through_exported_graphs(exported, tiny_checkpoint, photos, tmp_path, backend):
     """One tile and many: each runtime gives the torch path's output."""
     out, _ = exported
-    ref = _upscale([str(photos["one_tile"]), "--model", str(tiny_checkpoint)], tmp_path / "t.png")
-    got = _upscale([str(photos["one_tile"]), "--backend", backend, "--artifacts", str(out)],
-                   tmp_path / "b.png")
-    assert ref.shape == got.shape == (64, 64, 3)
-    assert np.abs(ref - got).max() <= 2  # 8-bit rounding of float differences at ~1e-5
+    _check_one_tile_like_torch(out, tiny_checkpoint, photos, tmp_path, backend)
     _check_tiled_like_torch(out, tiny_checkpoint, photos, tmp_path, backend)
 
 
