@@ -8,8 +8,9 @@
      (diffusers' default), DINOv2 per tile, 8 tiles a call, tiles pasted on the GPU.
    - ours: `f2i-mobile upscale --device cuda`'s engine (`runners.torch_runner`): bf16 weights,
      channels_last, SDPA, tokens and GroupNorm statistics once per photo, 8/16/32 tiles a call;
-     `graphs` is the time inside the graph calls (host copies included), `upscale` the whole
-     job (host blending and the colour fix too); then the same with `torch.compile`.
+     `graphs_s` is the time inside the graph calls (host copies included) in the last of two
+     timed runs, `upscale_s` the best of them for the whole job (host blending and the colour
+     fix too); then the same with `torch.compile`.
    - fidelity: each against the same pipeline in fp32 on the GPU, PSNR over the 12 MP output.
 2. The bundled `mobile` model: the default `upscale` job of the same photo on the GPU.
 3. Foundation (fm) training of `eff` at 512 px, batch 32, frozen DINOv2 (as with real weights),
