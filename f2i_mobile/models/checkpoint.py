@@ -128,13 +128,14 @@ def from_pretrained(folder: str | Path) -> F2IDiffSR:
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
     own = set(module.state_dict())
     if own != set(state):
-        # a transformers release that names DINOv2's layers otherwise than the one that saved
-        # them (5.17 against 5.24) lands here too
+        # A transformers release that names DINOv2's layers otherwise than the one that saved
+        # them (5.17 against 5.24) lands here too: name the one here; pyproject names the pin.
         import transformers
 
         raise F2IError(f"{where}: weights do not fit the config's {where.name} module "
                        f"({len(own - set(state))} missing, {len(set(state) - own)} unexpected; "
-                       f"transformers {transformers.__version__} here, f2i-mobile pins 5.24.0)")
+                       f"transformers {transformers.__version__} here, f2i-mobile's pinned "
+                       f"release reads them)")
     module.load_state_dict(state)
 
 
