@@ -111,6 +111,9 @@ class UpscaleOptions:
         if self.steps > 1 and self.backend not in (TORCH, AUTO):
             raise F2IError(f"--steps {self.steps} runs on --backend torch only: exported graphs "
                            "are the one step a phone runs")
+        if self.compile and self.device == "cpu" and self.backend != TORCH:
+            raise F2IError("--compile compiles the torch model: add --backend torch (or "
+                           "--device cuda); exported graphs are compiled by their runtime")
         if self.device != "cpu" and self.backend not in (TORCH, AUTO):
             raise F2IError(f"--device {self.device} runs the torch model; --backend "
                            f"{self.backend} runs on the CPU")

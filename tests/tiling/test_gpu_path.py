@@ -85,3 +85,29 @@ def test_auto_mixed_precision_is_none_without_a_gpu(monkeypatch):
     assert device.mixed_precision(cfg.replace(mixed_precision="bf16")) == "bf16"
     with pytest.raises(F2IError, match="mixed-precision"):
         TrainConfig("fm", mixed_precision="fp8")
+
+
+def test_compile_with_a_cpu_runtime_is_one_line(tmp_path, tiny_checkpoint, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    code, _, err = upscale([src, "-o", tmp_path / "o.png", "--model", tiny_checkpoint,
+                            "--compile", "--backend", "auto"], capsys)  # ONNX Runtime here
+    assert code == 1 and "--compile compiles the torch model" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
+
+
+def test_a_checkpoint_with_other_layer_names_is_one_line(tmp_path, tiny_checkpoint):
+    from safetensors.torch import load_file, save_file
+
+    from f2i_mobile.models import from_pretrained
+
+    path = tmp_path / "ckpt"
+    import shutil
+    shutil.copytree(tiny_checkpoint, path)
+    weights = path / "conditioner" / "model.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k in state if "query" in k or "q_proj" in k)
+    state[key.replace("q_proj", "query_x").replace("query", "query_x")] = state.pop(key)
+    save_file(state, str(weights))
+    with pytest.raises(F2IError, match=r"conditioner.*1 missing, 1 unexpected; transformers"):
+        from_pretrained(path)
