@@ -13,6 +13,7 @@ any work.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -127,7 +128,7 @@ def quantize_graph(module: torch.nn.Module, spec: GraphSpec, calib: CalibrationS
         return Lowered(*quant_tflite.quantize(module, spec, inputs, request.scheme, path, work))
     if request.backend == "onnx":
         float_path = work / f"{spec.name}.fp32.onnx"
-        if not float_path.exists():  # lowered for an earlier scheme of the same call
+        if not float_path.exists():  # lowered for an earlier scheme, or seeded (float_export)
             lowering.lowerer("onnx")(module, spec, float_path, "fp32")
         return Lowered(details=quant_onnx.quantize(float_path, inputs, list(spec.input_names),
                                                    path))
@@ -180,10 +181,13 @@ def quantize_backends(model: F2IDiffSR, out: str | Path, requests: list[QuantReq
 def quantize_model(model: F2IDiffSR, out: str | Path,
                    requests: QuantRequest | Sequence[QuantRequest],
                    calibration: str | Path | None = None, tile: int | None = None,
-                   tiles: int | None = None) -> list[Artifact]:
+                   tiles: int | None = None, float_export: str | Path | None = None,
+                   ) -> list[Artifact]:
     """Quantize every graph for each request into OUT, calibrated on `calibration`. Requests
     share one work folder, so a backend whose quantizer starts from its float artifact (TFLite,
-    ONNX, Core ML) lowers each graph once for all its schemes."""
+    ONNX, Core ML) lowers each graph once for all its schemes. `float_export`: an export folder
+    of this same model's fp32 ONNX graphs at this tile, which the ONNX quantizer starts from
+    rather than lowering the graphs again (the float export is most of an ONNX int8 build)."""
     requests = [requests] if isinstance(requests, QuantRequest) else list(requests)
     for request in requests:
         check_request(request.backend, request.scheme)
@@ -197,6 +201,8 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))
     artifacts = []
     try:
+        if float_export is not None:
+            seed_float_onnx(Path(float_export), manifest, work)
         for request in requests:
             for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",
                               unit="graph"):
@@ -212,6 +218,31 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return artifacts
+
+
+def seed_float_onnx(float_export: Path, manifest: Manifest, work: Path) -> None:
+    """Link (or copy) the fp32 ONNX graphs of `float_export` into `work` under the names
+    `quantize_graph` lowers them to, their external data files beside them (an .onnx names
+    those by a relative location, not by its own file name). Refuses an export of another
+    model or tile in one line."""
+    exported = Manifest.load(float_export)
+    if (exported.model.config_hash, exported.tile) != (manifest.model.config_hash, manifest.tile):
+        raise F2IError(f"{float_export}: its float graphs are of another model or tile (config "
+                       f"{exported.model.config_hash}, tile {exported.tile}), not the one "
+                       f"being quantized (config {manifest.model.config_hash}, tile "
+                       f"{manifest.tile})")
+    for a in exported.artifacts:
+        if (a.backend, a.precision) != ("onnx", "fp32"):
+            continue
+        source = float_export / a.path
+        pairs = [(source, work / f"{a.graph}.fp32.onnx")]
+        pairs += [(source.parent / e["name"], work / e["name"])
+                  for e in a.details.get("external_data", [])]
+        for src, dst in pairs:
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or one without hard links
+                shutil.copyfile(src, dst)
 
 
 def open_quantized(out: str | Path, backend: str, precision: str,

@@ -124,7 +124,7 @@ def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None,
     backend already. The parts are then merged into one export folder (artifacts, manifest)."""
     from filelock import FileLock
 
-    from f2i_mobile.export.pipeline import check_backends
+    from f2i_mobile.export.lowering import check_backends
 
     root = shared_root(tmp_path_factory)
     folders = {b.name: root / f"{name}-{b.name}" for b in check_backends(backends)}
@@ -144,7 +144,8 @@ def shared_export(tmp_path_factory, checkpoint, name: str, backends: str | None,
 
 
 def _export_part(checkpoint: Path, out: Path, part: str) -> None:
-    from f2i_mobile.export.pipeline import check_backends, export_model
+    from f2i_mobile.export.lowering import check_backends
+    from f2i_mobile.export.pipeline import export_model
     from f2i_mobile.models import from_pretrained
 
     done = out.with_name(out.name + ".done")

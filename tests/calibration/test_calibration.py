@@ -103,13 +103,14 @@ def test_several_schemes_are_requested_per_backend_that_takes_them():
 
 @pytest.mark.slow
 def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, calib_set, tmp_path,
-                                                                capsys):
+                                                                onnx_export, capsys):
     from f2i_mobile.calibration import quant_onnx
     from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
 
     out = tmp_path / "export"
+    # from the same model's float graphs, as the default path's int8 build starts
     artifacts = quantize_model(tiny_model, out, QuantRequest("onnx", "w8a8"),
-                               calibration=calib_set.folder)
+                               calibration=calib_set.folder, float_export=onnx_export[0])
     assert [a.graph for a in artifacts] == list(GRAPHS)
     assert all((out / a.path).is_file() and a.bytes > 0 for a in artifacts)
 
@@ -155,6 +156,20 @@ def test_gate_skips_what_cannot_run_here_and_checks_the_rest(onnx_export, tiny_m
     assert [c["status"] for c in qnn] == ["skipped"] and "not on this machine" in qnn[0]["note"]
     e2e = next(c for c in report["checks"] if c["backend"] == "onnx" and c["graph"] == "end_to_end")
     assert e2e["status"] == "pass" and e2e["psnr"] is None  # identical: infinite, as null
+
+
+def test_float_graphs_of_another_model_or_tile_are_refused_in_one_line(onnx_export, tmp_path):
+    from conftest import make_manifest
+
+    from f2i_mobile.calibration.quantize import seed_float_onnx
+
+    export, manifest = onnx_export
+    seed_float_onnx(export, manifest, tmp_path)  # its own: every fp32 graph under its work name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{g}.fp32.onnx" for g in GRAPHS)
+    other = make_manifest(tile=manifest.tile)  # another config
+    with pytest.raises(F2IError, match="another model or tile") as err:
+        seed_float_onnx(export, other, tmp_path / "work")
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow

@@ -223,9 +223,13 @@ def test_faithdiff_encoder_graph_exports_the_lq_features_to_onnx(tmp_path):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")  # tile 16 cannot overlap the tiny model's field
 def test_faithdiff_trained_checkpoint_exports_to_onnx_with_parity_and_tiled_upscale(
-        tmp_path, foundation):
+        tmp_path, foundation, capsys):
     """`train sr --method faithdiff` -> export -> parity -> the host bench -> a tiled upscale
-    through ONNX Runtime that agrees with the torch model's."""
+    through ONNX Runtime that agrees with the torch model's -> w8a8 ONNX graphs quantized from
+    the same float graphs (the encoder's features calibrated like any tensor) that pass the
+    quantization gate."""
+    from f2i_mobile.calibration.capture import capture
+    from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
     from f2i_mobile.cli import main
     from f2i_mobile.core.image import Photo
     from f2i_mobile.export.parity import check_all
@@ -259,6 +263,16 @@ def test_faithdiff_trained_checkpoint_exports_to_onnx_with_parity_and_tiled_upsc
         outs[backend] = np.concatenate([b for _, b in run_job(engine, job, photo, options)])
         engine.close()
     assert float(np.abs(outs["torch"] - outs["onnx"]).max()) < 1e-3
+
+    calib = capture(model, tmp_path / "calib", tiles=4, seed=3)
+    assert FEATURES in calib.index["tensors"]
+    int8 = tmp_path / "int8"
+    quantize_model(model, int8, QuantRequest("onnx", "w8a8"), calibration=calib.folder,
+                   float_export=tmp_path / "export")
+    capsys.readouterr()  # what train, export and bench printed
+    assert main(["quant-check", "--artifacts", str(int8), "--min-psnr", "20", "--json"]) == 0
+    gate = json.loads(capsys.readouterr().out)
+    assert gate["ok"], gate
 
 
 def test_faithdiff_multi_step_sampling_on_the_torch_backend():
@@ -338,18 +352,3 @@ def test_faithdiff_encoder_and_unet_run_in_executorch_like_torch(faith_model, tm
             assert out.shape == ref.shape, (graph, t.name)
             score, _ = output_scores(t.name, out.numpy(), ref.numpy(), 0)
             assert score > GRAPH_MIN_PSNR["fp32"], (graph, t.name, score)
-
-
-@pytest.mark.slow
-def test_faithdiff_w8a8_onnx_passes_the_quantization_gate(faith_model, tmp_path, capsys):
-    from f2i_mobile.calibration.capture import capture
-    from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
-    from f2i_mobile.cli import main
-
-    calib = capture(faith_model, tmp_path / "calib", tiles=4, seed=3)
-    assert FEATURES in calib.index["tensors"]
-    out = tmp_path / "export"
-    quantize_model(faith_model, out, QuantRequest("onnx", "w8a8"), calibration=calib.folder)
-    assert main(["quant-check", "--artifacts", str(out), "--min-psnr", "20", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["ok"], report
