@@ -194,7 +194,8 @@ def _build(folder: Path, out: Path, tile: int, progress: bool, precision: str,
 
 def export_onnx(model: F2IDiffSR, work: Path, tile: int, progress: bool) -> None:
     """The default build: the model's fp32 ONNX graphs into `work`."""
-    from f2i_mobile.export.pipeline import check_backends, export_model
+    from f2i_mobile.export.lowering import check_backends
+    from f2i_mobile.export.pipeline import export_model
 
     _, failures = export_model(model, work, check_backends(BACKEND), tile, PRECISION,
                                fail_fast=True, progress=progress)

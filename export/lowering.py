@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from f2i_mobile.core.contract import Backend
-from f2i_mobile.export.common import Lowered
+from f2i_mobile.core.contract import Backend, parse_backends
 
-Lower = Callable[..., Lowered]
+if TYPE_CHECKING:  # the lowerers import torch and the models; this module is read first
+    from f2i_mobile.export.common import Lowered
+
+Lower = Callable[..., "Lowered"]
 MODULES = {"executorch": "executorch", "tflite": "tflite", "coreml": "coreml", "onnx": "onnx"}
 # Tests and plug-ins may put a lowering here by backend name; it wins over MODULES.
 LOWERERS: dict[str, Lower] = {}
@@ -24,6 +27,15 @@ def lowerer(name: str) -> Lower:
     from f2i_mobile.export import vendor
 
     return vendor.lower_for(name)
+
+
+def check_backends(text: str | list[str] | None) -> list[Backend]:
+    """Names -> backends, each vendor SDK checked now, before any export work (and before the
+    seconds of importing the models)."""
+    backends = parse_backends(text)
+    for b in backends:
+        check_sdk(b)
+    return backends
 
 
 def check_sdk(backend: Backend) -> None:

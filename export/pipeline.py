@@ -27,7 +27,6 @@ from f2i_mobile.core.contract import (
     GRAPHS,
     Backend,
     artifact_name,
-    parse_backends,
 )
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import (
@@ -54,14 +53,6 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.backend}/{self.graph}: {self.reason}"
-
-
-def check_backends(text: str | list[str] | None) -> list[Backend]:
-    """Names -> backends, each vendor SDK checked now, before any export work."""
-    backends = parse_backends(text)
-    for b in backends:
-        lowering.check_sdk(b)
-    return backends
 
 
 def tiling_record(model: F2IDiffSR, tile: int) -> TilingRecord:

@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from f2i_mobile.core.contract import BACKENDS, GraphSpec
 from f2i_mobile.core.errors import F2IError
-from f2i_mobile.export.common import Lowered, with_precision
+
+if TYPE_CHECKING:  # `check` runs before any heavy import: torch and the models come with `lower`
+    from torch import nn
+
+    from f2i_mobile.export.common import Lowered
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def partitioner(backend: str):
 
 def lower_for(backend: str):
     def lower(module: nn.Module, spec: GraphSpec, path: Path, precision: str) -> Lowered:
+        from f2i_mobile.export.common import Lowered, with_precision
         from f2i_mobile.export.executorch import delegated_calls, to_program
 
         buffer, edge = to_program(with_precision(module, precision), spec,

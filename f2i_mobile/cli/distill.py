@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from f2i_mobile.cli.train import add_loop_options, loop_fields
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -33,17 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--feature-weight", type=float, default=None,
                    help="weight of the multi-layer feature distillation (default 0.1; 0 is "
                         "the ablation)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--crop", type=int, default=None, help="HR crop edge in pixels")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None, help="data loader processes")
-    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=None,
-                   help="autocast precision (default: auto, bf16 on a CUDA GPU, none on a CPU)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the U-Net on a GPU (a minute or two at the start)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    add_loop_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -54,10 +46,7 @@ def run(args) -> int:
     from f2i_mobile.train.config import default_train_config
     from f2i_mobile.train.distill import run_distill
 
-    cfg = default_train_config("distill").replace(
-        max_steps=args.max_steps, batch=args.batch, crop=args.crop, learning_rate=args.lr,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
-        mixed_precision=args.mixed_precision, compile=args.compile)
+    cfg = default_train_config("distill").replace(max_steps=args.max_steps, **loop_fields(args))
     changes = {"lite_steps": args.lite_steps, "anneal_steps": args.anneal_steps,
                "anneal_start": args.anneal_start, "feature_weight": args.feature_weight}
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -39,10 +39,12 @@ def run(args) -> int:
         from f2i_mobile.core.errors import F2IError
 
         raise F2IError("--calibration applies to --quant exports only")
-    from f2i_mobile.export.pipeline import check_backends, export_model
+    from f2i_mobile.export.lowering import check_backends
+
+    backends = check_backends(args.backends)  # vendor SDKs: before any work or heavy import
+    from f2i_mobile.export.pipeline import export_model
     from f2i_mobile.models import load_model
 
-    backends = check_backends(args.backends)  # vendor SDKs are checked before any work
     model = load_model(args.model)
     manifest, failures = export_model(model, args.out, backends, args.tile, args.precision,
                                       args.fail_fast)

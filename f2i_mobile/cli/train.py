@@ -2,6 +2,30 @@
 
 from __future__ import annotations
 
+# The training loop's options, shared with `distill`: flag -> TrainConfig field.
+LOOP_FIELDS = {"batch": "batch", "crop": "crop", "lr": "learning_rate", "seed": "seed",
+               "checkpoint_every": "checkpoint_every", "workers": "num_workers",
+               "mixed_precision": "mixed_precision", "compile": "compile"}
+
+
+def add_loop_options(p) -> None:
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--crop", type=int, default=None, help="HR crop edge in pixels")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="data loader processes")
+    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=None,
+                   help="autocast precision (default: auto, bf16 on a CUDA GPU, none on a CPU)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the U-Net on a CUDA GPU (a minute or two at the start)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
+
+def loop_fields(args) -> dict:
+    """The TrainConfig fields `add_loop_options` set (None: the stage's default)."""
+    return {field: getattr(args, flag) for flag, field in LOOP_FIELDS.items()}
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -21,18 +45,8 @@ def add_parser(sub) -> None:
                         "scikit-image set)")
     p.add_argument("--out", required=True, help="run folder: checkpoints/ and model/")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--crop", type=int, default=None, help="HR crop edge in pixels")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None, help="data loader processes")
     p.add_argument("--p-bicubic", type=float, default=None,
                    help="share of clean bicubic LR among Real-ESRGAN-degraded LR (sr stage)")
-    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=None,
-                   help="autocast precision (default: auto, bf16 on a CUDA GPU, none on a CPU)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the U-Net on a GPU (a minute or two at the start)")
     p.add_argument("--method", choices=("osediff", "faithdiff"), default=None,
                    help="how the sr stage trains: osediff (default; LoRA on the VAE encoder and "
                         "U-Net) or faithdiff (alignment module, then joint fine-tuning)")
@@ -53,7 +67,7 @@ def add_parser(sub) -> None:
                    help="sr: weight of the MSE between the one-step latent and the frozen VAE "
                         "encoder's latent of the HR crop (default 0; holds a fine-tuned U-Net "
                         "to the latents the decoder knows)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    add_loop_options(p)
     p.add_argument("--dinov2", default=None, help="local HF folder with real DINOv2 weights")
     p.add_argument("--vae", default=None, help="local HF folder with real VAE weights")
     p.set_defaults(run=run)
@@ -63,13 +77,14 @@ def run(args) -> int:
     from dataclasses import replace
 
     from f2i_mobile.core.errors import F2IError
+    from f2i_mobile.train.inputs import check_inputs
+
+    check_inputs(args.stage, args.init, args.vae, args.data)  # before the imports below (seconds)
     from f2i_mobile.train.config import default_train_config
     from f2i_mobile.train.run import run_stage
 
     cfg = default_train_config(args.stage).replace(
-        max_steps=args.max_steps, batch=args.batch, crop=args.crop, learning_rate=args.lr,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, num_workers=args.workers,
-        mixed_precision=args.mixed_precision, compile=args.compile, method=args.method,
+        max_steps=args.max_steps, **loop_fields(args), method=args.method,
         align_steps=args.align_steps, lora_rank=args.lora_rank, latent_weight=args.latent_weight)
     align = {k: v for k, v in (("width", args.align_width), ("convs", args.align_convs),
                                ("blocks", args.align_blocks), ("features", args.align_features))

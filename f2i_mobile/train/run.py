@@ -22,6 +22,7 @@ from f2i_mobile.models.checkpoint import save_pretrained
 from f2i_mobile.train.config import TrainConfig
 from f2i_mobile.train.data import Crops
 from f2i_mobile.train.degrade import Degradation, DegradationConfig
+from f2i_mobile.train.inputs import check_inputs
 from f2i_mobile.train.loop import train
 
 
@@ -39,19 +40,13 @@ def starting_model(cfg: TrainConfig, config: F2IConfig, init: str | None,
                    dinov2: str | None, vae: str | None) -> F2IDiffSR:
     """vae: a fresh model (or real VAE weights); fm: a fresh U-Net and conditioner of `config`
     with the VAE (weights, latent scale) of the vae stage's output; sr: the fm stage's output."""
-    if cfg.stage == "sr":
-        if not init:
-            raise F2IError("the sr stage needs --init FM_MODEL (the fm stage's OUT/model)")
-        return load_model(init)
+    check_inputs(cfg.stage, init, vae, None)
     if cfg.stage == "fm" and init:
         trained = load_model(init)
         model = build_model(replace(config, vae=trained.config.vae), seed=cfg.seed, lora=False,
                             dinov2=dinov2)
         model.vae.load_state_dict(trained.vae.state_dict())
         return model
-    if cfg.stage == "fm" and vae is None:
-        raise F2IError("the fm stage needs --init VAE_MODEL (the vae stage's OUT/model) or "
-                       "--vae HF_FOLDER with real VAE weights")
     if init:
         return load_model(init)
     return build_model(config, seed=cfg.seed, lora=False, dinov2=dinov2, vae=vae)
@@ -74,6 +69,7 @@ def fit_latent_scale(model: F2IDiffSR, images, cfg: TrainConfig, batches: int = 
 def run_stage(cfg: TrainConfig, out: str, data: str | None = None, preset_name: str | None = None,
               config_file: str | None = None, init: str | None = None, resume: bool = False,
               dinov2: str | None = None, vae: str | None = None, progress: bool = True) -> Path:
+    check_inputs(cfg.stage, init, vae, data)
     config = model_config(preset_name, config_file)
     model = starting_model(cfg, config, init, dinov2, vae)
     images = load_images(data)

@@ -256,8 +256,9 @@ def test_distilled_graphs_lower_to_onnx_and_run_as_in_torch(distilled, tmp_path,
 @pytest.mark.slow
 def test_distilled_model_exports_to_onnx_and_matches_torch(distilled, tmp_path):
     from f2i_mobile.core.fidelity import Status
+    from f2i_mobile.export.lowering import check_backends
     from f2i_mobile.export.parity import check_all
-    from f2i_mobile.export.pipeline import check_backends, export_model
+    from f2i_mobile.export.pipeline import export_model
 
     model = load_model(distilled / "model")
     manifest, failures = export_model(model, tmp_path / "export", check_backends("onnx"),

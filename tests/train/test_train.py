@@ -3,6 +3,7 @@ what its parameters say, bad data is skipped with a warning."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -223,12 +224,21 @@ def test_crops_are_a_function_of_seed_and_step():
     assert a["lr"].shape == (2, 3, 8, 8)
 
 
-def test_train_cli_errors_are_one_line(tmp_path):
-    for args, needle in ((["train", "sr", "--out", str(tmp_path / "x")], "--init"),
-                         (["train", "vae", "--preset", "tiny", "--out", str(tmp_path / "y"),
-                           "--data", str(tmp_path / "nope")], "not a folder"),
-                         (["train", "fm", "--out", str(tmp_path / "z")], "--init")):
-        r = subprocess.run(CLI + args, capture_output=True, text=True)
-        assert r.returncode == 1, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
-        assert not (tmp_path / "x" / "model").exists()
+def test_missing_inputs_are_refused_before_torch_is_imported(tmp_path):
+    """A missing --init, data folder or vendor SDK is known from the command line alone: the
+    one line comes before the seconds of importing torch and the models."""
+    script = (
+        "import sys\nfrom f2i_mobile.cli import main\n"
+        f"codes = [main(['train', 'sr', '--out', {str(tmp_path / 'x')!r}]),\n"
+        f"         main(['train', 'vae', '--out', {str(tmp_path / 'y')!r}, '--data', "
+        f"{str(tmp_path / 'nope')!r}]),\n"
+        f"         main(['export', '--model', 'tiny', '--out', {str(tmp_path / 'z')!r}, "
+        "'--backends', 'onnx,qnn'])]\n"
+        "print(codes, 'torch' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "QNN_SDK_ROOT"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert r.stdout.split() == ["[1,", "1,", "1]", "False"], (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3 and "--init" in lines[0] and "not a folder" in lines[1], r.stderr
+    assert "QNN_SDK_ROOT" in lines[2], r.stderr
+    assert not any((tmp_path / d).exists() for d in "xyz")
