@@ -61,13 +61,7 @@ def run_outputs(program: bytes, inputs) -> list[np.ndarray]:
 def measure(model, spec, inputs, attention: str, precision: str, runs: int) -> dict:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
-    explicit = graphs.explicit_attention
-    if attention == "sdpa":  # the A/B switch: leave the graphs' attention as the model has it
-        graphs.explicit_attention = lambda model: None
-    try:
-        module = graphs.graph_modules(model)["unet"]
-    finally:
-        graphs.explicit_attention = explicit
+    module = graphs.graph_modules(model, attention=attention)["unet"]  # the A/B switch
     with torch.no_grad():
         ref = [module(*args).numpy() for args in inputs]
     start = time.perf_counter()

@@ -94,15 +94,23 @@ def example_inputs(spec: GraphSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(a) for a in spec.examples(seed).values())
 
 
-def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
+ATTENTION = ("explicit", "sdpa")
+
+
+def graph_modules(model: F2IDiffSR, steps: int = 1, attention: str = "explicit",
+                  ) -> dict[str, nn.Module]:
     """The graphs as plain eval modules: a copy of the model with every LoRA adapter merged
     (peft merge), so the exported graphs carry no adapter ops, and GroupNorm statistics taken
     as inputs by the tile graphs and measured by `statistics`. `steps` above 1: the U-Net
-    sampled in that many calls (host only, never exported)."""
+    sampled in that many calls (host only, never exported). `attention`: the U-Net's and VAE's
+    attention as the exporters want it (`set_attention`), or through
+    scaled_dot_product_attention (`sdpa`: flash attention on a GPU, the same numbers)."""
+    if attention not in ATTENTION:
+        raise ValueError(f"attention must be one of {ATTENTION}, not {attention!r}")
     merged = copy.deepcopy(model).eval()
     merge_lora(merged.unet)
     merge_lora(merged.vae)
-    explicit_attention(merged)
+    set_attention(merged, attention)
     for p in merged.parameters():
         p.requires_grad_(False)
     stages = merged.stages(steps)
@@ -116,20 +124,21 @@ def graph_modules(model: F2IDiffSR, steps: int = 1) -> dict[str, nn.Module]:
     return {name: graphs[name].eval() for name in GRAPHS}
 
 
-def explicit_attention(model: F2IDiffSR) -> None:
-    """The U-Net's and VAE's attention as matmul, softmax, matmul (diffusers' `AttnProcessor`),
-    not scaled_dot_product_attention: the same numbers, but SDPA decomposes on export into a
-    "safe" softmax with mask ops (eq, any, where, full_like) that XNNPACK does not take, so every
-    attention cut the ExecuTorch graph into more delegate partitions with portable kernels
-    between them (bundled U-Net: 52 partitions, 28 without; fp32 706 -> 603 ms per tile,
-    docs/export.md). The conditioner keeps SDPA: transformers' eager attention builds a mask
-    with `where`, which Core ML's converter refuses, and the conditioner runs once per photo,
-    not per tile."""
-    from diffusers.models.attention_processor import AttnProcessor
+def set_attention(model: F2IDiffSR, attention: str) -> None:
+    """`explicit`: the U-Net's and VAE's attention as matmul, softmax, matmul (diffusers'
+    `AttnProcessor`), not SDPA (`AttnProcessor2_0`, `sdpa`): the same numbers, but SDPA
+    decomposes on export into a "safe" softmax with mask ops (eq, any, where, full_like) that
+    XNNPACK does not take, so every attention cut the ExecuTorch graph into more delegate
+    partitions with portable kernels between them (bundled U-Net: 52 partitions, 28 without;
+    fp32 706 -> 603 ms per tile, docs/export.md). The conditioner keeps SDPA: transformers'
+    eager attention builds a mask with `where`, which Core ML's converter refuses, and the
+    conditioner runs once per photo, not per tile."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     for part in (model.unet, model.vae):
         if getattr(part, "attn_processors", None):  # LiteED (pocket) has no attention
-            part.set_attn_processor(AttnProcessor())
+            part.set_attn_processor(AttnProcessor() if attention == "explicit"
+                                    else AttnProcessor2_0())
 
 
 def one_step_record(config: F2IConfig) -> OneStepRecord:

@@ -5,7 +5,7 @@ The graphs run where the model's weights are. With `precision="bf16"` (what `ups
 cuda` picks) they run as a GPU wants them: bf16 weights and activations (autocast keeps
 reductions and softmax in fp32), channels_last convolutions, and attention through
 `scaled_dot_product_attention` (flash attention) rather than the matmul-softmax-matmul that
-export needs (`models.graphs.explicit_attention`). Each graph call still takes and returns numpy
+export needs (`models.graphs.graph_modules`' `attention`). Each graph call still takes and returns numpy
 float32 arrays: the tiler blends on the host.
 """
 
@@ -43,16 +43,6 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
-def sdpa_attention(modules: dict[str, nn.Module]) -> None:
-    """Every diffusers attention inside `modules` through SDPA (flash attention on a GPU)."""
-    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
-
-    for module in modules.values():
-        for sub in module.modules():
-            if isinstance(sub, Attention):
-                sub.set_processor(AttnProcessor2_0())
-
-
 class TorchRunner(GraphRunner):
     backend = "torch"
 
@@ -73,9 +63,9 @@ class TorchRunner(GraphRunner):
         last batch up to B, so each graph compiles once; worth it over many photos)."""
         if precision not in DTYPES:
             raise F2IError(f"the torch model runs in {' or '.join(DTYPES)}, not {precision!r}")
-        modules = graph_modules(model, steps)
-        if next(model.parameters()).device.type == "cuda" or precision == "bf16":
-            sdpa_attention(modules)
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        modules = graph_modules(model, steps,
+                                attention="sdpa" if on_gpu or precision == "bf16" else "explicit")
         if precision == "bf16":  # how a GPU wants them (a CPU runs this too, slowly: tests)
             modules = {g: m.to(dtype=DTYPES[precision], memory_format=torch.channels_last)
                        for g, m in modules.items()}

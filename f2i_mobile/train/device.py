@@ -1,7 +1,7 @@
 """What a training run does on a CUDA GPU beyond moving there: bf16 autocast by default, TF32
 for what stays in fp32, cuDNN's autotuner, a fused AdamW, and `torch.compile` of the U-Net when
 asked. Attention is diffusers' default there already, SDPA (flash attention). On a CPU all of
-this is left out.
+this is left out (and `--compile` is an error).
 
 Not channels_last: measured on an H200 (`benchmarks/gpu.py`, eff foundation training at 512
 px, batch 32), it took 68.7 samples/s down to 56.6. The networks' GroupNorms normalise each
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from f2i_mobile.core.errors import F2IError
 from f2i_mobile.train.config import TrainConfig
 
 
@@ -27,8 +28,12 @@ def mixed_precision(cfg: TrainConfig) -> str:
 
 
 def tune(nets: Iterable[nn.Module], device: torch.device, cfg: TrainConfig) -> None:
-    """Lay the networks out for `device` (before accelerate wraps them)."""
+    """Lay the networks out for `device` (before accelerate wraps them). `--compile` off a GPU
+    is refused rather than ignored: it would compile nothing the user asked for."""
     if device.type != "cuda":
+        if cfg.compile:
+            raise F2IError(f"--compile compiles the U-Net for a CUDA GPU; this run is on the "
+                           f"{device.type} (no CUDA GPU here)")
         return
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

@@ -36,6 +36,26 @@ def test_bf16_graphs_run_as_on_a_gpu_and_stay_close_to_fp32(tiny_model):
     assert 30 < psnr(a, b) < 80  # bf16's rounding, not fp32 run twice
 
 
+def test_sdpa_graphs_compute_what_the_exported_attention_does(tiny_model):
+    """The graphs a GPU runs (attention through SDPA) and the ones export lowers (matmul,
+    softmax, matmul) are the same function; the CPU's fp32 runner keeps the exported form."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    from f2i_mobile.models.graphs import graph_modules, graph_specs
+
+    spec = graph_specs(tiny_model.config)["unet"]
+    inputs = [torch.from_numpy(a) for a in spec.examples().values()]
+    with torch.no_grad():
+        explicit = graph_modules(tiny_model)["unet"](*inputs)
+        sdpa = graph_modules(tiny_model, attention="sdpa")["unet"](*inputs)
+    torch.testing.assert_close(sdpa, explicit, rtol=1e-4, atol=1e-5)
+    fp32 = TorchRunner.of_model(tiny_model)
+    attentions = [m for m in fp32.modules["unet"].modules() if isinstance(m, Attention)]
+    assert attentions and all(type(a.processor) is AttnProcessor for a in attentions)
+    with pytest.raises(ValueError, match="attention must be one of"):
+        graph_modules(tiny_model, attention="flash")
+
+
 def test_fp16_or_unknown_precision_is_refused(tiny_model):
     with pytest.raises(F2IError, match="fp32 or bf16"):
         TorchRunner.of_model(tiny_model, precision="fp16")
@@ -94,6 +114,17 @@ def test_compile_with_a_cpu_runtime_is_one_line(tmp_path, tiny_checkpoint, capsy
                             "--compile", "--backend", "auto"], capsys)  # ONNX Runtime here
     assert code == 1 and "--compile compiles the torch model" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_train_compile_without_a_gpu_is_one_line(tmp_path, capsys):
+    from f2i_mobile.cli import main
+
+    code = main(["train", "vae", "--preset", "tiny", "--out", str(tmp_path / "run"),
+                 "--max-steps", "1", "--batch", "1", "--crop", "32", "--compile"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--compile compiles the U-Net for a CUDA GPU" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run" / "model").exists()
 
 
 def test_a_checkpoint_with_other_layer_names_is_one_line(tmp_path, tiny_checkpoint):
