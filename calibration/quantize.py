@@ -47,6 +47,7 @@ from f2i_mobile.core.contract import (
 )
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.manifest import Artifact, Manifest
+from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.core.samples import HELD_OUT
 from f2i_mobile.export import lowering, vendor
 from f2i_mobile.export.common import Lowered
@@ -187,21 +188,25 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     share one work folder, so a backend whose quantizer starts from its float artifact (TFLite,
     ONNX, Core ML) lowers each graph once for all its schemes. `float_export`: an export folder
     of this same model's fp32 ONNX graphs at this tile, which the ONNX quantizer starts from
-    rather than lowering the graphs again (the float export is most of an ONNX int8 build)."""
+    rather than lowering the graphs again (the float export is most of an ONNX int8 build);
+    by default OUT itself when it holds them (`export --quant` next to a float export)."""
     requests = [requests] if isinstance(requests, QuantRequest) else list(requests)
     for request in requests:
         check_request(request.backend, request.scheme)
         if request.quantizer != "pt2e" and request.backend != "executorch":
             raise F2IError(f"--quantizer {request.quantizer} applies to executorch only")
+    quiet_libraries()  # again: importing torch reset the exporters' loggers to WARNING
     out = Path(out)
     calib = prepare_calibration(model, out, calibration, tile or model.config.tile, tiles)
     prepare_check(model, out, calib.index["tile"])
     manifest = open_manifest(out, model, calib.index["tile"])
+    if float_export is None and ("onnx", "fp32") in manifest.variants():
+        float_export = out  # quantizing next to a float export of the same model and tile
     modules = graph_modules(model)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))
     artifacts = []
     try:
-        if float_export is not None:
+        if float_export is not None and any(r.backend == "onnx" for r in requests):
             seed_float_onnx(Path(float_export), manifest, work)
         for request in requests:
             for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",

@@ -163,6 +163,8 @@ def cached_graphs(folder: Path, tile: int, progress: bool = False, precision: st
         pass
     except OSError as exc:  # a full disk, say: try again next time
         raise BuildFailed(f"cannot write {out.parent}: {exc.strerror or exc}") from None
+    except BuildFailed:  # a build this one starts from (int8 from fp32) failed and said why
+        raise
     except Exception as exc:
         reason = f"export failed: {' '.join(str(exc).split())[:300] or type(exc).__name__}"
         try:

@@ -38,6 +38,7 @@ from f2i_mobile.core.manifest import (
     sha256_path,
 )
 from f2i_mobile.core.planner import default_overlap
+from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.export import lowering
 from f2i_mobile.export.common import Lowered
 from f2i_mobile.models import F2IDiffSR
@@ -112,6 +113,7 @@ def export_model(model: F2IDiffSR, out: str | Path, backends: list[Backend],
     if precision not in FLOAT_PRECISIONS:
         raise F2IError(f"--precision must be one of {', '.join(FLOAT_PRECISIONS)}, not "
                        f"{precision!r}; quantized precisions come from --quant")
+    quiet_libraries()  # again: importing torch reset the exporters' loggers to WARNING
     out = Path(out)
     tile = tile or model.config.tile
     manifest = open_manifest(out, model, tile)

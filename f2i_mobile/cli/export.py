@@ -59,6 +59,9 @@ def run(args) -> int:
 
 
 def run_quant(args) -> int:
+    from f2i_mobile.export.lowering import check_backends
+
+    check_backends(args.backends)  # a vendor SDK missing: one line before the quant stack loads
     from f2i_mobile.calibration.quantize import check_requests, quantize_backends
     from f2i_mobile.models import load_model
 

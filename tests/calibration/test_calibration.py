@@ -101,16 +101,25 @@ def test_several_schemes_are_requested_per_backend_that_takes_them():
         check_requests(None, " , ")
 
 
+def _no_lowering(*args):
+    raise AssertionError("the float graphs were lowered again")
+
+
 @pytest.mark.slow
 def test_gate_passes_real_quantization_and_fails_a_broken_scale(tiny_model, calib_set, tmp_path,
-                                                                onnx_export, capsys):
+                                                                onnx_export, capsys, monkeypatch):
     from f2i_mobile.calibration import quant_onnx
     from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
+    from f2i_mobile.export import lowering
 
     out = tmp_path / "export"
-    # from the same model's float graphs, as the default path's int8 build starts
+    # Quantized into a folder that holds the same model's float graphs (`export --quant` after
+    # `export`): they are what the quantizer starts from, not lowered again.
+    shutil.copytree(onnx_export[0], out)
+    monkeypatch.setitem(lowering.LOWERERS, "onnx", _no_lowering)
     artifacts = quantize_model(tiny_model, out, QuantRequest("onnx", "w8a8"),
-                               calibration=calib_set.folder, float_export=onnx_export[0])
+                               calibration=calib_set.folder)
+    monkeypatch.undo()
     assert [a.graph for a in artifacts] == list(GRAPHS)
     assert all((out / a.path).is_file() and a.bytes > 0 for a in artifacts)
 

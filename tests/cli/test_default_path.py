@@ -142,6 +142,22 @@ def test_bad_input_on_the_default_path_fails_before_any_build(tiny_checkpoint, t
     assert not (tmp_path / "cache").exists() and not (tmp_path / "o.png").exists()
 
 
+def test_w8a8_whose_fp32_build_failed_says_so_once_and_remembers_nothing_of_its_own(
+        tiny_checkpoint, tmp_path, monkeypatch):
+    """The int8 graphs start from the fp32 ones: when those failed to build, the one line says
+    that failure once, and no int8 refusal is recorded (mending the fp32 build is enough)."""
+    from f2i_mobile.calibration import default_path
+    from f2i_mobile.core.errors import F2IError
+
+    _failed_before(monkeypatch, tmp_path, tiny_checkpoint)
+    with pytest.raises(F2IError) as info:
+        default_path.resolve(tiny_checkpoint, default_options(precision="w8a8"))
+    message = str(info.value)
+    assert message.count("export failed") == 1 and "unsupported operator" in message, message
+    assert [p.name for p in (tmp_path / "cache").rglob("*.failed")] == [
+        failure_file(cache_folder(tiny_checkpoint, AUTO_TILE)).name]
+
+
 @pytest.mark.slow
 def test_w8a8_on_the_default_path_is_built_once_and_kept_only_past_the_gate(
         tiny_checkpoint, default_path, tmp_path, monkeypatch, capsys):

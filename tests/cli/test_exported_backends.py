@@ -39,6 +39,15 @@ def photos(tmp_path_factory):
             "sky": _sky(folder / "sky.png", 32, 40)}
 
 
+@pytest.fixture(scope="module")
+def torch_outputs(photos, tiny_checkpoint, tmp_path_factory):
+    """The torch path's output of each test photo, the reference every runtime must give
+    (computed once per worker, not once per runtime)."""
+    folder = tmp_path_factory.mktemp("torch")
+    return {name: _upscale([str(photos[name]), "--model", str(tiny_checkpoint)],
+                           folder / f"{name}.png") for name in ("one_tile", "tiles")}
+
+
 def _upscale(args, output):
     """`upscale ARGS` in a subprocess; torch unless ARGS name a backend."""
     backend = [] if "--backend" in args else ["--backend", "torch"]
@@ -56,14 +65,14 @@ def _psnr(a, b):
     return psnr(a, b, 255.0)
 
 
-def _check_tiled_like_torch(out, checkpoint, photos, tmp_path, backend):
+def _check_tiled_like_torch(out, torch_outputs, photos, tmp_path, backend):
     """A photo of many tiles through the export agrees with the torch path at 50 dB or more,
     and on a smooth sky no tile border steps more than the inside of a tile does."""
     from f2i_mobile.core.fidelity import seam_steps
     from f2i_mobile.core.manifest import Manifest
     from f2i_mobile.core.planner import photo_calls
 
-    torch_path = _upscale([str(photos["tiles"]), "--model", str(checkpoint)], tmp_path / "t.png")
+    torch_path = torch_outputs["tiles"]
     got = _upscale([str(photos["tiles"]), "--backend", backend, "--artifacts", str(out)],
                    tmp_path / f"{backend}.png")
     plan, _ = photo_calls(Manifest.load(out), 160, 128)
@@ -75,27 +84,27 @@ def _check_tiled_like_torch(out, checkpoint, photos, tmp_path, backend):
     assert border <= inside, (border, inside)
 
 
-def _check_one_tile_like_torch(out, checkpoint, photos, tmp_path, backend):
-    ref = _upscale([str(photos["one_tile"]), "--model", str(checkpoint)], tmp_path / "t1.png")
+def _check_one_tile_like_torch(out, torch_outputs, photos, tmp_path, backend):
+    ref = torch_outputs["one_tile"]
     got = _upscale([str(photos["one_tile"]), "--backend", backend, "--artifacts", str(out)],
                    tmp_path / "b1.png")
     assert ref.shape == got.shape == (64, 64, 3)
     assert np.abs(ref - got).max() <= 2  # 8-bit rounding of float differences at ~1e-5
 
 
-def test_onnx_upscales_like_torch(onnx_export, tiny_checkpoint, photos, tmp_path):
+def test_onnx_upscales_like_torch(onnx_export, torch_outputs, photos, tmp_path):
     """The default path's ONNX graphs (the `exported` fixture's, too): one tile and many."""
-    _check_one_tile_like_torch(onnx_export[0], tiny_checkpoint, photos, tmp_path, "onnx")
-    _check_tiled_like_torch(onnx_export[0], tiny_checkpoint, photos, tmp_path, "onnx")
+    _check_one_tile_like_torch(onnx_export[0], torch_outputs, photos, tmp_path, "onnx")
+    _check_tiled_like_torch(onnx_export[0], torch_outputs, photos, tmp_path, "onnx")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["executorch", "tflite"])  # onnx: in the quick tier
-def test_upscale_through_exported_graphs(exported, tiny_checkpoint, photos, tmp_path, backend):
+def test_upscale_through_exported_graphs(exported, torch_outputs, photos, tmp_path, backend):
     """One tile and many: each runtime gives the torch path's output."""
     out, _ = exported
-    _check_one_tile_like_torch(out, tiny_checkpoint, photos, tmp_path, backend)
-    _check_tiled_like_torch(out, tiny_checkpoint, photos, tmp_path, backend)
+    _check_one_tile_like_torch(out, torch_outputs, photos, tmp_path, backend)
+    _check_tiled_like_torch(out, torch_outputs, photos, tmp_path, backend)
 
 
 def test_upscale_with_a_backend_the_export_lacks_is_one_line(onnx_export, photos, tmp_path):
