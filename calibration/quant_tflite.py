@@ -138,7 +138,7 @@ def quantize(module: nn.Module, spec: GraphSpec, inputs: Inputs, scheme: str, pa
              work: Path) -> tuple[dict, dict]:
     """Write the quantized .tflite at `path`; returns (io_layout, details)."""
     float_path = work / f"{spec.name}.fp32.tflite"
-    if not float_path.exists():  # lowered for an earlier scheme of the same quantize call
+    if not float_path.exists():  # lowered for an earlier scheme, or seeded (float_export)
         export_tflite.lower(module, spec, float_path, "fp32")
     return nhwc_layout(spec), quantize_recipe(float_path, channel_last(inputs, spec), scheme, path,
                                               float_modules(spec.name, scheme),

@@ -187,9 +187,9 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     """Quantize every graph for each request into OUT, calibrated on `calibration`. Requests
     share one work folder, so a backend whose quantizer starts from its float artifact (TFLite,
     ONNX, Core ML) lowers each graph once for all its schemes. `float_export`: an export folder
-    of this same model's fp32 ONNX graphs at this tile, which the ONNX quantizer starts from
-    rather than lowering the graphs again (the float export is most of an ONNX int8 build);
-    by default OUT itself when it holds them (`export --quant` next to a float export)."""
+    of this same model at this tile whose fp32 ONNX or TFLite graphs the quantizers start from
+    rather than lowering the graphs again (the float export is most of an ONNX int8 build); by
+    default OUT itself (`export --quant` next to a float export)."""
     requests = [requests] if isinstance(requests, QuantRequest) else list(requests)
     for request in requests:
         check_request(request.backend, request.scheme)
@@ -200,14 +200,12 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     calib = prepare_calibration(model, out, calibration, tile or model.config.tile, tiles)
     prepare_check(model, out, calib.index["tile"])
     manifest = open_manifest(out, model, calib.index["tile"])
-    if float_export is None and ("onnx", "fp32") in manifest.variants():
-        float_export = out  # quantizing next to a float export of the same model and tile
     modules = graph_modules(model)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))
     artifacts = []
     try:
-        if float_export is not None and any(r.backend == "onnx" for r in requests):
-            seed_float_onnx(Path(float_export), manifest, work)
+        seed_float_graphs(Path(float_export or out), manifest, work,
+                          {r.backend for r in requests} & set(FLOAT_SEEDED))
         for request in requests:
             for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",
                               unit="graph"):
@@ -225,11 +223,20 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     return artifacts
 
 
-def seed_float_onnx(float_export: Path, manifest: Manifest, work: Path) -> None:
-    """Link (or copy) the fp32 ONNX graphs of `float_export` into `work` under the names
-    `quantize_graph` lowers them to, their external data files beside them (an .onnx names
-    those by a relative location, not by its own file name). Refuses an export of another
-    model or tile in one line."""
+# Backends whose quantizer starts from the graph's float artifact, named in the work folder as
+# `quantize_graph` lowers it.
+FLOAT_SEEDED = {"onnx": ".fp32.onnx", "tflite": ".fp32.tflite"}
+
+
+def seed_float_graphs(float_export: Path, manifest: Manifest, work: Path,
+                      backends: set[str]) -> None:
+    """Link (or copy) the fp32 graphs of `backends` that `float_export` holds into `work` under
+    the names `quantize_graph` lowers them to, ONNX external data files beside them (an .onnx
+    names those by a relative location, not by its own file name). Refuses an export of
+    another model or tile in one line; a folder without an export, or without those
+    backends' fp32 graphs, seeds nothing."""
+    if not backends or not (float_export / "manifest.json").is_file():
+        return
     exported = Manifest.load(float_export)
     if (exported.model.config_hash, exported.tile) != (manifest.model.config_hash, manifest.tile):
         raise F2IError(f"{float_export}: its float graphs are of another model or tile (config "
@@ -237,10 +244,10 @@ def seed_float_onnx(float_export: Path, manifest: Manifest, work: Path) -> None:
                        f"being quantized (config {manifest.model.config_hash}, tile "
                        f"{manifest.tile})")
     for a in exported.artifacts:
-        if (a.backend, a.precision) != ("onnx", "fp32"):
+        if a.precision != "fp32" or a.backend not in backends:
             continue
         source = float_export / a.path
-        pairs = [(source, work / f"{a.graph}.fp32.onnx")]
+        pairs = [(source, work / f"{a.graph}{FLOAT_SEEDED[a.backend]}")]
         pairs += [(source.parent / e["name"], work / e["name"])
                   for e in a.details.get("external_data", [])]
         for src, dst in pairs:

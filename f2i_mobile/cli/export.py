@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                    help="post-training quantization instead of a float export: w8a8, w8a16, "
                         "w4a16, palette6, palette4 (per backend, see calibration/schemes.py; "
                         "qnn: w8a8, w8a16, with the QNN SDK); several schemes share one float "
-                        "lowering per backend, and ONNX starts from the fp32 graphs OUT holds")
+                        "lowering per backend; ONNX and TFLite start from the fp32 graphs OUT holds")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="with --quant: a folder of photos to calibrate on, or a calibration set "
                         "captured before (default: the bundled held-in images); kept in "

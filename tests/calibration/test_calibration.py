@@ -170,14 +170,16 @@ def test_gate_skips_what_cannot_run_here_and_checks_the_rest(onnx_export, tiny_m
 def test_float_graphs_of_another_model_or_tile_are_refused_in_one_line(onnx_export, tmp_path):
     from conftest import make_manifest
 
-    from f2i_mobile.calibration.quantize import seed_float_onnx
+    from f2i_mobile.calibration.quantize import seed_float_graphs
 
     export, manifest = onnx_export
-    seed_float_onnx(export, manifest, tmp_path)  # its own: every fp32 graph under its work name
+    seed_float_graphs(export, manifest, tmp_path, {"tflite"})  # it holds none: nothing
+    assert not any(tmp_path.iterdir())
+    seed_float_graphs(export, manifest, tmp_path, {"onnx"})  # every fp32 graph, its work name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{g}.fp32.onnx" for g in GRAPHS)
     other = make_manifest(tile=manifest.tile)  # another config
     with pytest.raises(F2IError, match="another model or tile") as err:
-        seed_float_onnx(export, other, tmp_path / "work")
+        seed_float_graphs(export, other, tmp_path / "work", {"onnx"})
     assert "\n" not in str(err.value)
 
 
@@ -270,14 +272,19 @@ def test_executorch_w8a8_unet_runs_with_its_skip_connections_across_partitions(t
 
 
 @pytest.mark.slow
-def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_set, tmp_path):
+def test_tflite_int8_and_16x8_run_through_the_export_runner(tiny_model, calib_set, tmp_path,
+                                                           exported, monkeypatch):
+    from f2i_mobile.calibration import quant_tflite
     from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
     from f2i_mobile.calibration.report import quant_check
 
     out = tmp_path / "export"
-    # one call for both schemes: each graph is lowered to float .tflite once
+    # one call for both schemes, from the float .tflite graphs of the same model's export (not
+    # lowered again)
+    monkeypatch.setattr(quant_tflite.export_tflite, "lower", _no_lowering)
     quantize_model(tiny_model, out, [QuantRequest("tflite", s) for s in ("w8a8", "w8a16")],
-                   calibration=calib_set.folder)
+                   calibration=calib_set.folder, float_export=exported[0])
+    monkeypatch.undo()
     report = quant_check(out, min_psnr=15, tiles=1)  # int16 kernels are reference code: slow
     by = {(c.precision, c.graph): c for c in report.checks}
     assert sorted({p for p, _ in by}) == ["w8a16", "w8a8"] and report.ok
