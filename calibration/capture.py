@@ -29,7 +29,7 @@ from f2i_mobile.core.contract import GRAPHS
 from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.imaging import bicubic_downscale
 from f2i_mobile.core.samples import CALIBRATION, HRImage, load_images, random_crop
-from f2i_mobile.models import F2IDiffSR
+from f2i_mobile.models import F2IDiffSR, weights_hash
 from f2i_mobile.models.graphs import graph_specs
 from f2i_mobile.runners.base import run_chain
 from f2i_mobile.runners.torch_runner import TorchRunner
@@ -115,6 +115,7 @@ def capture(model: F2IDiffSR, out: str | Path, images: str | Path | None = None,
     index = {
         "format": FORMAT,
         "model": {"name": config.name, "config_hash": config.hash(),
+                  "weights_hash": weights_hash(model),
                   "origin": model.metadata.get("origin", "checkpoint")},
         "tile": tile,
         "scale": config.scale,
@@ -143,6 +144,15 @@ def load_calibration(folder: str | Path) -> CalibrationSet:
         raise F2IError(f"{folder / INDEX}: unknown format {index.get('format')!r}, "
                        f"expected {FORMAT}")
     return CalibrationSet(folder, index, load_file(str(folder / TENSORS)))
+
+
+def captured_from(calib: CalibrationSet, model: F2IDiffSR) -> bool:
+    """Whether `calib` holds this model's tensors: its config, and its weights where the set
+    records them (sets captured before it did are trusted on the config alone)."""
+    record = calib.index["model"]
+    if record["config_hash"] != model.config.hash():
+        return False
+    return "weights_hash" not in record or record["weights_hash"] == weights_hash(model)
 
 
 def is_calibration_set(folder: str | Path) -> bool:

@@ -33,6 +33,7 @@ from f2i_mobile.calibration import (
 from f2i_mobile.calibration.capture import (
     CalibrationSet,
     capture,
+    captured_from,
     is_calibration_set,
     load_calibration,
 )
@@ -84,8 +85,9 @@ def prepare_calibration(model: F2IDiffSR, out: Path, source: str | Path | None,
         if Path(source).resolve() != target.resolve():
             shutil.copytree(source, target, dirs_exist_ok=True)
         calib = load_calibration(target)
-        if calib.index["model"]["config_hash"] != model.config.hash():
-            raise F2IError(f"calibration set {source} was captured with another model")
+        if not captured_from(calib, model):
+            raise F2IError(f"calibration set {source} was captured with another model (or "
+                           f"other weights of this one)")
         return calib
     kwargs = {"tiles": tiles} if tiles else {}
     return capture(model, target, source, tile=tile, **kwargs)
@@ -97,8 +99,7 @@ def prepare_check(model: F2IDiffSR, out: Path, tile: int) -> CalibrationSet:
     target = out / CHECK_DIR
     if is_calibration_set(target):
         check = load_calibration(target)
-        if (check.index["model"]["config_hash"], check.index["tile"]) == (model.config.hash(),
-                                                                           tile):
+        if captured_from(check, model) and check.index["tile"] == tile:
             return check
     return capture(model, target, None, tiles=CHECK_TILES, tile=tile, bundled=HELD_OUT)
 
@@ -197,9 +198,13 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
             raise F2IError(f"--quantizer {request.quantizer} applies to executorch only")
     quiet_libraries()  # again: importing torch reset the exporters' loggers to WARNING
     out = Path(out)
-    calib = prepare_calibration(model, out, calibration, tile or model.config.tile, tiles)
-    prepare_check(model, out, calib.index["tile"])
-    manifest = open_manifest(out, model, calib.index["tile"])
+    if calibration is not None and is_calibration_set(calibration):
+        tile = load_calibration(calibration).index["tile"]  # captured at its own tile
+    tile = tile or model.config.tile
+    # An OUT of another model (config or weights) or tile is refused before any capture.
+    manifest = open_manifest(out, model, tile)
+    calib = prepare_calibration(model, out, calibration, tile, tiles)
+    prepare_check(model, out, tile)
     modules = graph_modules(model)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))
     artifacts = []
@@ -238,15 +243,18 @@ def seed_float_graphs(float_export: Path, manifest: Manifest, work: Path,
     if not backends or not (float_export / "manifest.json").is_file():
         return
     exported = Manifest.load(float_export)
-    if (exported.model.config_hash, exported.tile) != (manifest.model.config_hash, manifest.tile):
+    if not exported.model.same_model(manifest.model) or exported.tile != manifest.tile:
         raise F2IError(f"{float_export}: its float graphs are of another model or tile (config "
-                       f"{exported.model.config_hash}, tile {exported.tile}), not the one "
-                       f"being quantized (config {manifest.model.config_hash}, tile "
-                       f"{manifest.tile})")
+                       f"{exported.model.config_hash}, weights {exported.model.weights_hash or '?'}"
+                       f", tile {exported.tile}), not the one being quantized (config "
+                       f"{manifest.model.config_hash}, weights {manifest.model.weights_hash}, "
+                       f"tile {manifest.tile})")
     for a in exported.artifacts:
         if a.precision != "fp32" or a.backend not in backends:
             continue
         source = float_export / a.path
+        if not source.is_file():  # listed but gone: that graph is lowered again instead
+            continue
         pairs = [(source, work / f"{a.graph}{FLOAT_SEEDED[a.backend]}")]
         pairs += [(source.parent / e["name"], work / e["name"])
                   for e in a.details.get("external_data", [])]

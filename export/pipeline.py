@@ -42,7 +42,7 @@ from f2i_mobile.core.quiet import quiet_libraries
 from f2i_mobile.export import lowering
 from f2i_mobile.export.common import Lowered
 from f2i_mobile.models import F2IDiffSR
-from f2i_mobile.models.checkpoint import lr_multiple
+from f2i_mobile.models.checkpoint import lr_multiple, weights_hash
 from f2i_mobile.models.graphs import described_specs, graph_modules, norm_layout, one_step_record
 
 
@@ -68,11 +68,16 @@ def tiling_record(model: F2IDiffSR, tile: int) -> TilingRecord:
                             g: list(norms) for g, norms in norm_layout(model.config).items()})
 
 
+def model_record(model: F2IDiffSR) -> ModelRecord:
+    config = model.config
+    return ModelRecord(config.name, config.hash(), model.metadata.get("origin", ""),
+                       config.to_dict(), weights_hash(model))
+
+
 def new_manifest(model: F2IDiffSR, tile: int, batch: int = 1) -> Manifest:
     config = model.config
     return Manifest(
-        model=ModelRecord(config.name, config.hash(), model.metadata.get("origin", ""),
-                          config.to_dict()),
+        model=model_record(model),
         scale=config.scale, tile=tile, output_tile=tile * config.scale, batch=batch,
         one_step=one_step_record(config), tiling=tiling_record(model, tile),
         graphs=described_specs(model, tile, batch))
@@ -83,11 +88,12 @@ def open_manifest(out: Path, model: F2IDiffSR, tile: int, batch: int = 1) -> Man
     OUT that holds another model's or tile's export."""
     if not (out / "manifest.json").is_file():
         return new_manifest(model, tile, batch)
-    old = Manifest.load(out)
-    if (old.model.config_hash, old.tile, old.batch) != (model.config.hash(), tile, batch):
+    old, fresh = Manifest.load(out), new_manifest(model, tile, batch)
+    if not old.model.same_model(fresh.model) or (old.tile, old.batch) != (tile, batch):
         raise F2IError(f"{out} holds an export of another model or tile (config "
-                       f"{old.model.config_hash}, tile {old.tile}); use a new --out")
-    fresh = new_manifest(model, tile, batch)
+                       f"{old.model.config_hash}, weights {old.model.weights_hash or '?'}, tile "
+                       f"{old.tile}; this one: {fresh.model.config_hash}, "
+                       f"{fresh.model.weights_hash}, {tile}); use a new --out")
     fresh.artifacts = old.artifacts
     return fresh
 

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
                     "(qnn, mediatek, samsung) need their SDK.")
     p.add_argument("--model", default=None, help="checkpoint folder or bundled name (default: mobile)")
     p.add_argument("--out", required=True, help="output folder (added to if it holds an "
-                   "export of the same model and tile)")
+                   "export of the same model, weights and tile; refused if another)")
     p.add_argument("--backends", default=None,
                    help="comma-separated: executorch,tflite,coreml,onnx (default: all four), "
                         "qnn, mediatek, samsung")

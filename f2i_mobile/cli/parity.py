@@ -20,13 +20,15 @@ def run(args) -> int:
     from f2i_mobile.core.errors import F2IError
     from f2i_mobile.core.manifest import Manifest
     from f2i_mobile.export.parity import check_all
+    from f2i_mobile.export.pipeline import model_record
     from f2i_mobile.models import load_model
 
     manifest = Manifest.load(args.artifacts)
     model = load_model(args.model)
-    if model.config.hash() != manifest.model.config_hash:
+    if not manifest.model.same_model(model_record(model)):
         raise F2IError(f"{args.artifacts} was exported from another model (config "
-                       f"{manifest.model.config_hash}); pass it with --model")
+                       f"{manifest.model.config_hash}, weights "
+                       f"{manifest.model.weights_hash or '?'}); pass it with --model")
     report = check_all(model, args.artifacts)
     print(report.to_json() if args.json else report.table())
     return 0 if report.ok else 1

@@ -1,7 +1,7 @@
 """The export manifest: what a phone app, the tiler and the bench read about exported graphs.
 
 `OUT/manifest.json` records, typed and in full:
-- `model`: name, config hash, where the weights came from, the config;
+- `model`: name, config hash, where the weights came from, the config, a hash of the weights;
 - `scale`, `tile`, `output_tile`, `batch`: the graphs' static geometry;
 - `one_step`: the one-step constants and the graph that owns them;
 - `tiling`: the LR multiple tile origins keep, the receptive field measured at export and the
@@ -27,7 +27,7 @@ from f2i_mobile.core.errors import F2IError
 from f2i_mobile.core.planner import ReceptiveField
 from f2i_mobile.core.records import from_dict
 
-FORMAT = "f2i-mobile-manifest/3"
+FORMAT = "f2i-mobile-manifest/4"
 MANIFEST = "manifest.json"
 
 
@@ -37,6 +37,13 @@ class ModelRecord:
     config_hash: str
     origin: str = ""
     config: dict = field(default_factory=dict)
+    weights_hash: str = ""  # models.weights_hash: which weights, where the config is the same
+
+    def same_model(self, other: ModelRecord) -> bool:
+        """The same config, and the same weights where both records say which."""
+        return self.config_hash == other.config_hash and (
+            not (self.weights_hash and other.weights_hash)
+            or self.weights_hash == other.weights_hash)
 
 
 @dataclass

@@ -54,6 +54,20 @@ def load_model(name_or_path: str | Path | None = None) -> F2IDiffSR:
     return from_pretrained(model_folder(name_or_path))
 
 
+def weights_hash(model: torch.nn.Module) -> str:
+    """A digest of every tensor of the model (names, dtypes, shapes, bytes): with the config
+    hash, what says that an export, a calibration set or a check set came from these weights
+    (a model retrained at the same config has the same config hash)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def lr_multiple(config: F2IConfig) -> int:
     """LR sizes (and tile origins) must be multiples of this so that scale * size fits the VAE
     and U-Net."""

@@ -60,4 +60,4 @@ def test_a_manifest_readers_cannot_trust_is_one_line(tmp_path, damage, message):
     with pytest.raises(F2IError) as err:
         Manifest.load(tmp_path)
     assert message in str(err.value) and "\n" not in str(err.value)
-    assert FORMAT == "f2i-mobile-manifest/3"
+    assert FORMAT == "f2i-mobile-manifest/4"

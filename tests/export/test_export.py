@@ -223,6 +223,33 @@ def test_an_export_of_another_tile_is_not_mixed_in(onnx_export, tiny_model):
         export_model(tiny_model, out, parse_backends("onnx"), tile=32, progress=False)
 
 
+def test_an_export_of_other_weights_is_not_mixed_in(onnx_export, tiny_model, tmp_path):
+    """The same config retrained (other weights, same config hash) does not add its graphs,
+    or its quantized graphs, to an export of the old weights: refused before any capture."""
+    import copy
+    import shutil
+
+    import torch
+
+    from f2i_mobile.calibration.quantize import QuantRequest, quantize_model
+    from f2i_mobile.models import weights_hash
+
+    out = tmp_path / "export"
+    shutil.copytree(onnx_export[0], out)
+    assert Manifest.load(out).model.weights_hash == weights_hash(tiny_model)
+    retrained = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        next(retrained.unet.parameters()).add_(1e-3)
+    assert weights_hash(retrained) != weights_hash(tiny_model)
+    assert retrained.config.hash() == tiny_model.config.hash()
+    with pytest.raises(F2IError, match="another model or tile") as err:
+        export_model(retrained, out, parse_backends("onnx"), progress=False)
+    assert weights_hash(retrained) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(F2IError, match="another model or tile"):
+        quantize_model(retrained, out, QuantRequest("onnx", "w8a8"))
+    assert not (out / "calibration").exists() and not (out / "check").exists()
+
+
 def test_open_runner_says_what_the_export_has(onnx_export):
     out, _ = onnx_export
     with pytest.raises(F2IError, match="onnx/fp32"):
