@@ -201,16 +201,18 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     if calibration is not None and is_calibration_set(calibration):
         tile = load_calibration(calibration).index["tile"]  # captured at its own tile
     tile = tile or model.config.tile
-    # An OUT of another model (config or weights) or tile is refused before any capture.
+    # An OUT or float export of another model (config or weights) or tile is refused before
+    # any capture.
     manifest = open_manifest(out, model, tile)
+    seeds = float_graphs(Path(float_export or out), manifest,
+                         {r.backend for r in requests} & set(FLOAT_SEEDED))
     calib = prepare_calibration(model, out, calibration, tile, tiles)
     prepare_check(model, out, tile)
     modules = graph_modules(model)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", suffix=".tmp", dir=out))
     artifacts = []
     try:
-        seed_float_graphs(Path(float_export or out), manifest, work,
-                          {r.backend for r in requests} & set(FLOAT_SEEDED))
+        link_into(work, seeds)
         for request in requests:
             for graph in tqdm(GRAPHS, desc=f"quantizing {request.backend} {request.precision}",
                               unit="graph"):
@@ -233,15 +235,15 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
 FLOAT_SEEDED = {"onnx": ".fp32.onnx", "tflite": ".fp32.tflite"}
 
 
-def seed_float_graphs(float_export: Path, manifest: Manifest, work: Path,
-                      backends: set[str]) -> None:
-    """Link (or copy) the fp32 graphs of `backends` that `float_export` holds into `work` under
-    the names `quantize_graph` lowers them to, ONNX external data files beside them (an .onnx
+def float_graphs(float_export: Path, manifest: Manifest, backends: set[str],
+                 ) -> list[tuple[Path, str]]:
+    """(file, name in the work folder) of each fp32 graph of `backends` that `float_export`
+    holds, named as `quantize_graph` lowers it, ONNX external data files with it (an .onnx
     names those by a relative location, not by its own file name). Refuses an export of
-    another model or tile in one line; a folder without an export, or without those
-    backends' fp32 graphs, seeds nothing."""
+    another model or tile in one line; a folder without an export, or without those backends'
+    fp32 graphs, gives none."""
     if not backends or not (float_export / "manifest.json").is_file():
-        return
+        return []
     exported = Manifest.load(float_export)
     if not exported.model.same_model(manifest.model) or exported.tile != manifest.tile:
         raise F2IError(f"{float_export}: its float graphs are of another model or tile (config "
@@ -249,20 +251,23 @@ def seed_float_graphs(float_export: Path, manifest: Manifest, work: Path,
                        f", tile {exported.tile}), not the one being quantized (config "
                        f"{manifest.model.config_hash}, weights {manifest.model.weights_hash}, "
                        f"tile {manifest.tile})")
+    files = []
     for a in exported.artifacts:
-        if a.precision != "fp32" or a.backend not in backends:
-            continue
         source = float_export / a.path
-        if not source.is_file():  # listed but gone: that graph is lowered again instead
-            continue
-        pairs = [(source, work / f"{a.graph}{FLOAT_SEEDED[a.backend]}")]
-        pairs += [(source.parent / e["name"], work / e["name"])
+        if a.precision != "fp32" or a.backend not in backends or not source.is_file():
+            continue  # a graph listed but gone is lowered again instead
+        files.append((source, f"{a.graph}{FLOAT_SEEDED[a.backend]}"))
+        files += [(source.parent / e["name"], e["name"])
                   for e in a.details.get("external_data", [])]
-        for src, dst in pairs:
-            try:
-                os.link(src, dst)
-            except OSError:  # another file system, or one without hard links
-                shutil.copyfile(src, dst)
+    return files
+
+
+def link_into(work: Path, files: list[tuple[Path, str]]) -> None:
+    for source, name in files:
+        try:
+            os.link(source, work / name)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(source, work / name)
 
 
 def open_quantized(out: str | Path, backend: str, precision: str,

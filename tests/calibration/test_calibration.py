@@ -167,20 +167,31 @@ def test_gate_skips_what_cannot_run_here_and_checks_the_rest(onnx_export, tiny_m
     assert e2e["status"] == "pass" and e2e["psnr"] is None  # identical: infinite, as null
 
 
-def test_float_graphs_of_another_model_or_tile_are_refused_in_one_line(onnx_export, tmp_path):
+def test_float_graphs_of_another_model_or_tile_are_refused_in_one_line(onnx_export, tiny_model,
+                                                                     tmp_path):
     from conftest import make_manifest
 
-    from f2i_mobile.calibration.quantize import seed_float_graphs
+    from f2i_mobile.calibration.quantize import (
+        QuantRequest,
+        float_graphs,
+        link_into,
+        quantize_model,
+    )
 
     export, manifest = onnx_export
-    seed_float_graphs(export, manifest, tmp_path, {"tflite"})  # it holds none: nothing
-    assert not any(tmp_path.iterdir())
-    seed_float_graphs(export, manifest, tmp_path, {"onnx"})  # every fp32 graph, its work name
+    assert float_graphs(export, manifest, {"tflite"}) == []  # it holds none
+    link_into(tmp_path, float_graphs(export, manifest, {"onnx"}))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{g}.fp32.onnx" for g in GRAPHS)
     other = make_manifest(tile=manifest.tile)  # another config
     with pytest.raises(F2IError, match="another model or tile") as err:
-        seed_float_graphs(export, other, tmp_path / "work", {"onnx"})
+        float_graphs(export, other, {"onnx"})
     assert "\n" not in str(err.value)
+    # through quantize_model: refused before any calibration capture
+    other.save(tmp_path / "other")
+    with pytest.raises(F2IError, match="another model or tile"):
+        quantize_model(tiny_model, tmp_path / "q", QuantRequest("onnx", "w8a8"),
+                       float_export=tmp_path / "other")
+    assert not (tmp_path / "q").exists()
 
 
 @pytest.mark.slow
