@@ -34,9 +34,11 @@ def quiet_libraries() -> None:
 # every /sys file it cannot read, once per library, on machines and containers that hide them;
 # ExecuTorch's threadpool reads CPU model files the same way; TensorFlow (under the LiteRT
 # converter and quantizer) logs through absl before anyone set absl's level, which ignores
-# TF_CPP_MIN_LOG_LEVEL: its info lines start "I0000 00:00:".
+# TF_CPP_MIN_LOG_LEVEL: its info lines start "I0000 00:00:"; LiteRT's interpreter announces
+# its XNNPACK delegate once per process.
 NATIVE_NOISE = (b"Error in cpuinfo", b"Warning in cpuinfo", b"[cpuinfo_utils.cpp:",
-                b"WARNING: All log messages before absl::InitializeLog()", b"I0000 00:00:")
+                b"WARNING: All log messages before absl::InitializeLog()", b"I0000 00:00:",
+                b"INFO: Created TensorFlow Lite XNNPACK delegate")
 
 
 @contextlib.contextmanager
@@ -64,9 +66,11 @@ def native_stderr_filtered(noise: tuple[bytes, ...] = NATIVE_NOISE) -> Iterator[
 
 def _forward(read: int, out: int, noise: tuple[bytes, ...]) -> None:
     pending = b""
+    # Lines end in \n, or in \r where a progress bar redraws itself; a noise line that a
+    # library prints right after a bar (no line break between) starts a line of its own.
+    ends = re.compile(rb"(?<=[\r\n])|(?=" + b"|".join(re.escape(n) for n in noise) + rb")")
     while chunk := os.read(read, 65536):
-        # Lines end in \n, or in \r where a progress bar redraws itself.
-        *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+        *lines, pending = ends.split(pending + chunk)
         kept = b"".join(line for line in lines if not line.startswith(noise))
         # A partial line goes out now unless it may still become noise.
         if pending and not any(n.startswith(pending[:len(n)]) for n in noise):
