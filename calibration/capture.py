@@ -155,5 +155,14 @@ def captured_from(calib: CalibrationSet, model: F2IDiffSR) -> bool:
     return "weights_hash" not in record or record["weights_hash"] == weights_hash(model)
 
 
+def captured_tile(folder: str | Path) -> int:
+    """The tile a calibration set was captured at, from its index alone (not its tensors)."""
+    path = Path(folder) / INDEX
+    try:
+        return int(json.loads(path.read_text())["tile"])
+    except (ValueError, KeyError, TypeError):
+        raise F2IError(f"{path}: not a calibration index (no tile)") from None
+
+
 def is_calibration_set(folder: str | Path) -> bool:
     return (Path(folder) / INDEX).is_file()

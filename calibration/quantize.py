@@ -34,6 +34,7 @@ from f2i_mobile.calibration.capture import (
     CalibrationSet,
     capture,
     captured_from,
+    captured_tile,
     is_calibration_set,
     load_calibration,
 )
@@ -199,7 +200,7 @@ def quantize_model(model: F2IDiffSR, out: str | Path,
     quiet_libraries()  # again: importing torch reset the exporters' loggers to WARNING
     out = Path(out)
     if calibration is not None and is_calibration_set(calibration):
-        tile = load_calibration(calibration).index["tile"]  # captured at its own tile
+        tile = captured_tile(calibration)  # a captured set keeps the tile it was captured at
     tile = tile or model.config.tile
     # An OUT or float export of another model (config or weights) or tile is refused before
     # any capture.
