@@ -183,10 +183,8 @@ class _AlreadyBuilt(Exception):
 
 def _build(folder: Path, out: Path, tile: int, progress: bool, precision: str,
            build: Build) -> None:
-    from f2i_mobile.core.quiet import quiet_libraries
     from f2i_mobile.models import from_pretrained
 
-    quiet_libraries()  # again: importing torch resets the exporter's loggers
     model = from_pretrained(folder)
     with atomic_dir(out) as work:
         build(model, work, tile, progress)

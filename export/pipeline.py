@@ -74,10 +74,11 @@ def model_record(model: F2IDiffSR) -> ModelRecord:
                        config.to_dict(), weights_hash(model))
 
 
-def new_manifest(model: F2IDiffSR, tile: int, batch: int = 1) -> Manifest:
+def new_manifest(model: F2IDiffSR, tile: int, batch: int = 1,
+                 record: ModelRecord | None = None) -> Manifest:
     config = model.config
     return Manifest(
-        model=model_record(model),
+        model=record or model_record(model),
         scale=config.scale, tile=tile, output_tile=tile * config.scale, batch=batch,
         one_step=one_step_record(config), tiling=tiling_record(model, tile),
         graphs=described_specs(model, tile, batch))
@@ -88,12 +89,13 @@ def open_manifest(out: Path, model: F2IDiffSR, tile: int, batch: int = 1) -> Man
     OUT that holds another model's or tile's export."""
     if not (out / "manifest.json").is_file():
         return new_manifest(model, tile, batch)
-    old, fresh = Manifest.load(out), new_manifest(model, tile, batch)
-    if not old.model.same_model(fresh.model) or (old.tile, old.batch) != (tile, batch):
+    old, record = Manifest.load(out), model_record(model)
+    if not old.model.same_model(record) or (old.tile, old.batch) != (tile, batch):
         raise F2IError(f"{out} holds an export of another model or tile (config "
                        f"{old.model.config_hash}, weights {old.model.weights_hash or '?'}, tile "
-                       f"{old.tile}; this one: {fresh.model.config_hash}, "
-                       f"{fresh.model.weights_hash}, {tile}); use a new --out")
+                       f"{old.tile}; this one: {record.config_hash}, {record.weights_hash}, "
+                       f"{tile}); use a new --out")
+    fresh = new_manifest(model, tile, batch, record)  # measured only for an OUT it may add to
     fresh.artifacts = old.artifacts
     return fresh
 

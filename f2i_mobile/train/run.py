@@ -39,8 +39,8 @@ def model_config(preset_name: str | None, config_file: str | None) -> F2IConfig:
 def starting_model(cfg: TrainConfig, config: F2IConfig, init: str | None,
                    dinov2: str | None, vae: str | None) -> F2IDiffSR:
     """vae: a fresh model (or real VAE weights); fm: a fresh U-Net and conditioner of `config`
-    with the VAE (weights, latent scale) of the vae stage's output; sr: the fm stage's output."""
-    check_inputs(cfg.stage, init, vae, None)
+    with the VAE (weights, latent scale) of the vae stage's output; sr: the fm stage's output
+    (`run_stage` has checked that the stage has what it starts from)."""
     if cfg.stage == "fm" and init:
         trained = load_model(init)
         model = build_model(replace(config, vae=trained.config.vae), seed=cfg.seed, lora=False,
